@@ -1,0 +1,120 @@
+"""Workflow configuration: load, check against the schema, fill defaults.
+
+Every problem is a :class:`ConfigError` that names the offending key (as a dotted
+path) and what is allowed, before any job starts.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+PROBES = ("gd_readout", "induction", "attention_sinks", "associative_recall")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key and the fix."""
+
+
+def load_schema() -> dict:
+    with open(SCHEMA_PATH) as f:
+        return yaml.safe_load(f)
+
+
+def _key_path(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _describe(error) -> str:
+    """One readable sentence for a jsonschema error: key, problem, allowed values."""
+    key = _key_path(error.absolute_path)
+    v, value = error.validator, error.validator_value
+    if v == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        where = f"under '{key}'" if error.absolute_path else "at the top level"
+        return (f"unknown key(s) {', '.join(map(repr, extra))} {where}; "
+                f"allowed keys: {', '.join(allowed)}")
+    if v == "enum":
+        return f"'{key}' is {error.instance!r}; allowed values: {', '.join(map(str, value))}"
+    if v == "required":
+        return f"'{key}' is missing a required key: {error.message}"
+    if v == "pattern":
+        desc = error.schema.get("description", f"must match {value}")
+        return f"'{key}' is {error.instance!r}, which is not valid: {desc}"
+    if v == "oneOf":
+        desc = error.schema.get("description", "see the schema")
+        return f"'{key}' is {error.instance!r}, which is not valid; allowed: {desc}"
+    if v == "uniqueItems":
+        return f"'{key}' has duplicate entries: {error.instance!r}"
+    if v in ("minimum", "exclusiveMinimum", "maximum", "minItems", "minProperties"):
+        return f"'{key}' is {error.instance!r}: {error.message}"
+    if v == "propertyNames":
+        return f"a name under '{key}' is not allowed: {error.message} (use letters, digits, '.', '_', '-')"
+    return f"'{key}': {error.message}"
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Check ``config`` against the schema and return a copy with defaults filled.
+
+    Raises:
+        ConfigError: naming the first invalid key (dotted path) and the allowed values.
+    """
+    from jsonschema import Draft202012Validator, validators
+
+    if not isinstance(config, dict):
+        raise ConfigError(f"the configuration must be a mapping of keys to values, not {type(config).__name__}")
+    schema = load_schema()
+    errors = sorted(Draft202012Validator(schema).iter_errors(config),
+                    key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        # Report the most specific error first: errors deeper in the tree name the key.
+        deepest = max(errors, key=lambda e: len(e.absolute_path))
+        raise ConfigError(f"invalid configuration: {_describe(deepest)}")
+
+    def set_defaults(validator, properties, instance, schema):
+        for name, sub in properties.items():
+            if isinstance(instance, dict) and "default" in sub and name not in instance:
+                instance[name] = copy.deepcopy(sub["default"])
+        yield from Draft202012Validator.VALIDATORS["properties"](validator, properties, instance, schema)
+
+    filled = copy.deepcopy(config)
+    DefaultFilling = validators.extend(Draft202012Validator, {"properties": set_defaults})
+    DefaultFilling(schema).validate(filled)
+    return filled
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file and validate it (see :func:`validate_config`)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        with open(path) as f:
+            config = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    return validate_config(config or {})
+
+
+def models(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Flatten ``suites`` into one record per model: suite, model, repo_id, source, ..."""
+    out = []
+    for suite, scfg in config["suites"].items():
+        for model, mcfg in scfg["models"].items():
+            out.append({"suite": suite, "model": model, "source": scfg["source"],
+                        "cache_dir": scfg.get("cache_dir"), "branch_list": scfg.get("branch_list", "live"),
+                        **mcfg})
+    return out
+
+
+def model_record(config: dict[str, Any], suite: str, model: str) -> dict[str, Any]:
+    for rec in models(config):
+        if rec["suite"] == suite and rec["model"] == model:
+            return rec
+    known = ", ".join(f"{r['suite']}/{r['model']}" for r in models(config))
+    raise ConfigError(f"unknown model '{suite}/{model}'; the config defines: {known}")

@@ -1,0 +1,21 @@
+# Per model: the tidy per-checkpoint table, statistics across training and QC.
+
+
+rule aggregate:
+    input:
+        manifest=f"{RESULTS}/{{suite}}/{{model}}/manifest.json",
+        results=probe_results,
+    output:
+        table=f"{RESULTS}/{{suite}}/{{model}}/table.csv",
+        parquet=f"{RESULTS}/{{suite}}/{{model}}/table.parquet",
+        layers=f"{RESULTS}/{{suite}}/{{model}}/layers.csv",
+        stats=f"{RESULTS}/{{suite}}/{{model}}/stats.json",
+        qc=f"{RESULTS}/{{suite}}/{{model}}/qc.json",
+    log:
+        "logs/{suite}/{model}/aggregate.log",
+    params:
+        stats=stats_settings_json,
+        model_dir=lambda w: f"{RESULTS}/{w.suite}/{w.model}",
+    shell:
+        "icl-probe aggregate --model-dir {params.model_dir} --manifest {input.manifest}"
+        " --stats-settings {params.stats:q} > {log} 2>&1"

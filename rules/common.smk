@@ -1,0 +1,94 @@
+# Config validation and input functions only.
+import json
+
+from snakemake.utils import validate
+
+from icl_probe.config import ConfigError, validate_config, models, model_record
+
+try:
+    config.update(validate_config(config))
+except ConfigError as e:
+    raise WorkflowError(str(e)) from None
+validate(config, "../icl_probe/config.schema.yaml")
+
+RESULTS = config["results_dir"]
+MINI_CACHE = config["minisuite"]["cache_dir"]
+MODELS = models(config)
+PROBES = config["probes"]["enabled"]
+
+
+wildcard_constraints:
+    suite="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    model="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    revision="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    name="[A-Za-z0-9][A-Za-z0-9_.-]*",
+
+
+def record(w):
+    """The config record of the model named by the wildcards."""
+    return model_record(config, w.suite, w.model)
+
+
+def record_json(w):
+    return json.dumps(record(w), sort_keys=True)
+
+
+def minisuite_name(rec):
+    """`mini/pythia-s` -> `pythia-s`, the mini-suite builder's model name."""
+    return rec["repo_id"].split("/", 1)[1]
+
+
+def model_cache_dir(rec):
+    """The Hub cache that holds a local model's revisions (None for the Hub)."""
+    if rec["source"] == "minisuite":
+        return MINI_CACHE
+    return rec.get("cache_dir")
+
+
+def built_minisuite(w):
+    """The mini-suite model folder a model's revisions come from (if any)."""
+    rec = record(w)
+    if rec["source"] != "minisuite":
+        return []
+    return f"{MINI_CACHE}/models--mini--{minisuite_name(rec)}"
+
+
+def probe_settings_json(w=None):
+    return json.dumps({"probes": config["probes"], "runtime": config["runtime"]}, sort_keys=True)
+
+
+def stats_settings_json(w=None):
+    return json.dumps(config["stats"], sort_keys=True)
+
+
+def probed_revisions(w):
+    """Revisions of a model to probe: the manifest's, less flagged duplicates."""
+    manifest = checkpoints.resolve.get(suite=w.suite, model=w.model).output.manifest
+    with open(manifest) as f:
+        entries = json.load(f)["revisions"]
+    return [e["revision"] for e in entries if not e.get("duplicate_of")]
+
+
+def probe_results(w):
+    return [f"{RESULTS}/{w.suite}/{w.model}/{rev}/{probe}.json"
+            for rev in probed_revisions(w) for probe in PROBES]
+
+
+def checkpoint_files(w):
+    """What a probe job needs on disk besides the manifest: fetched weights (Hub) or the built suite."""
+    rec = record(w)
+    if rec["source"] == "hub":
+        return f"resources/fetch/{w.suite}/{w.model}/{w.revision}"
+    return built_minisuite(w)
+
+
+def per_model_outputs():
+    return [f"{RESULTS}/{m['suite']}/{m['model']}/{name}"
+            for m in MODELS for name in ("table.csv", "stats.json", "qc.json")]
+
+
+FIGURES = ["emergence", "coemergence", "contraction", "lifecycle", "layer_readout"]
+
+
+def figure_outputs():
+    return [f"{RESULTS}/figures/{name}.png" for name in FIGURES]

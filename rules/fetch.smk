@@ -1,0 +1,15 @@
+# Download one checkpoint's config and weights from the Hub; temporary, so a
+# sweep's disk use is bounded by the checkpoints in flight. Local suites need none.
+
+
+rule fetch:
+    input:
+        manifest=f"{RESULTS}/{{suite}}/{{model}}/manifest.json",
+    output:
+        temp(directory("resources/fetch/{suite}/{model}/{revision}")),
+    log:
+        "logs/{suite}/{model}/{revision}/fetch.log",
+    retries: 2
+    shell:
+        "icl-probe fetch --manifest {input.manifest} --revision {wildcards.revision}"
+        " --dest {output} > {log} 2>&1"

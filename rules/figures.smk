@@ -1,0 +1,26 @@
+# Figures across models, registered for `snakemake --report report.html`.
+
+
+rule figures:
+    input:
+        tables=[f"{RESULTS}/{m['suite']}/{m['model']}/table.csv" for m in MODELS],
+        stats=[f"{RESULTS}/{m['suite']}/{m['model']}/stats.json" for m in MODELS],
+    output:
+        [
+            report(
+                f"{RESULTS}/figures/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="Figures",
+            )
+            for name in FIGURES
+        ],
+        [f"{RESULTS}/figures/{name}.pdf" for name in FIGURES],
+    log:
+        "logs/figures.log",
+    params:
+        model_dirs=[f"{RESULTS}/{m['suite']}/{m['model']}" for m in MODELS],
+        stats=stats_settings_json,
+        out=f"{RESULTS}/figures",
+    shell:
+        "icl-probe figures --model-dirs {params.model_dirs} --stats-settings {params.stats:q}"
+        " --out {params.out} > {log} 2>&1"

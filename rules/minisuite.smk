@@ -1,0 +1,16 @@
+# The embedded mini-suite: small GPT-NeoX and OLMo-2 models trained here,
+# checkpointed on a Pythia-like schedule and written as a Hugging Face Hub cache.
+
+
+rule build_minisuite:
+    output:
+        directory(f"{MINI_CACHE}/models--mini--{{name}}"),
+    log:
+        "logs/minisuite/{name}.log",
+    params:
+        cache=MINI_CACHE,
+        seed=config["minisuite"]["seed"],
+    threads: 1
+    shell:
+        "icl-probe build-minisuite --model {wildcards.name} --cache-dir {params.cache}"
+        " --seed {params.seed} > {log} 2>&1"

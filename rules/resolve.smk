@@ -1,0 +1,17 @@
+# Which revisions of a model to analyse, with commit, weight files and hashes,
+# written before anything is downloaded. A checkpoint: the probe jobs follow it.
+
+
+checkpoint resolve:
+    input:
+        built_minisuite,
+    output:
+        manifest=f"{RESULTS}/{{suite}}/{{model}}/manifest.json",
+    log:
+        "logs/{suite}/{model}/resolve.log",
+    params:
+        record=record_json,
+        cache=lambda w: model_cache_dir(record(w)) or "",
+    shell:
+        "icl-probe resolve --record {params.record:q} --cache-dir '{params.cache}'"
+        " --out {output.manifest} > {log} 2>&1"
