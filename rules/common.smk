@@ -1,6 +1,7 @@
 # Config validation and input functions only.
 import json
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from icl_probe.config import ConfigError, validate_config, models, model_record

@@ -1,0 +1,219 @@
+"""The ``icl-probe`` command: one subcommand per workflow step.
+
+Each subcommand parses paths and settings and hands them to one package
+function; the Snakemake rules call these, and so can a user, without Snakemake:
+
+    icl-probe probe --model EleutherAI/pythia-70m --revision step1000 --out DIR
+    icl-probe aggregate --table per_checkpoint.csv --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from icl_probe.config import ConfigError, load_config, validate_config
+from icl_probe.io import read_json
+
+log = logging.getLogger("icl_probe")
+
+
+def _settings(args) -> dict:
+    """Probe/runtime/stats settings: --settings JSON, else --config FILE, else defaults."""
+    if getattr(args, "settings", None):
+        return json.loads(args.settings)
+    if getattr(args, "config", None):
+        return load_config(args.config)
+    return validate_config({"suites": {"none": {"source": "hub", "models": {"none": {"repo_id": "a/b"}}}}})
+
+
+def _stats_settings(args) -> dict:
+    if getattr(args, "stats_settings", None):
+        return json.loads(args.stats_settings)
+    return _settings(args)["stats"]
+
+
+def cmd_build_minisuite(args) -> None:
+    from icl_probe.minisuite.build import build_model
+
+    build_model(args.model, args.cache_dir, seed=args.seed)
+
+
+def cmd_resolve(args) -> None:
+    from icl_probe.hub.resolve import resolve_model
+
+    rec = json.loads(args.record)
+    resolve_model(
+        rec["suite"], rec["model"], rec["repo_id"], rec["source"], rec.get("revisions", "all"),
+        args.out, cache_dir=args.cache_dir or None, branch_list=rec.get("branch_list"),
+        stage=rec.get("stage", 1),
+    )
+
+
+def cmd_fetch(args) -> None:
+    from icl_probe.hub.fetch import fetch_checkpoint
+
+    fetch_checkpoint(read_json(args.manifest), args.revision, args.dest)
+
+
+def _manifest_entry(manifest: dict, revision: str) -> dict:
+    for entry in manifest["revisions"]:
+        if entry["revision"] == revision:
+            return entry
+    names = [e["revision"] for e in manifest["revisions"]]
+    raise ConfigError(f"revision {revision!r} is not in the manifest of {manifest['repo_id']}; it has: {', '.join(names)}")
+
+
+def _first_probed(manifest: dict) -> str:
+    return next(e["revision"] for e in manifest["revisions"] if not e.get("duplicate_of"))
+
+
+def cmd_prompts(args) -> None:
+    from icl_probe.runner import make_prompts
+
+    manifest = read_json(args.manifest)
+    settings = _settings(args)
+    make_prompts(
+        manifest["repo_id"], _first_probed(manifest), args.out, settings,
+        cache_dir=manifest.get("cache_dir") or args.cache_dir,
+        local_files_only=manifest.get("source") != "hub",
+    )
+
+
+def cmd_probe(args) -> None:
+    from icl_probe.runner import make_prompts, probe_checkpoint
+
+    settings = _settings(args)
+    meta: dict = {"repo_id": args.model, "step": None, "tokens": None, "suite": None, "model": None}
+    provenance: dict = {}
+    local_only = args.local_files_only
+    if args.manifest:
+        manifest = read_json(args.manifest)
+        entry = _manifest_entry(manifest, args.revision)
+        meta = {"repo_id": manifest["repo_id"], "step": entry.get("step"), "tokens": entry.get("tokens"),
+                "suite": manifest.get("suite"), "model": manifest.get("model")}
+        provenance = {"commit": entry.get("commit"),
+                      "weight_sha256": {f["path"]: f.get("sha256") for f in entry.get("files", [])}}
+        local_only = True  # the workflow fetched (or built) the files beforehand
+    if not meta["repo_id"]:
+        raise ConfigError("probe needs --model REPO_ID (or --manifest FILE from the workflow)")
+    out = Path(args.out)
+    prompts = args.prompts
+    if not prompts:
+        prompts = out / "prompts.json"
+        make_prompts(meta["repo_id"], args.revision, prompts, settings,
+                     cache_dir=args.cache_dir, local_files_only=local_only)
+    probe_checkpoint(
+        meta["repo_id"], args.revision, out, settings, prompts,
+        cache_dir=args.cache_dir, local_files_only=local_only,
+        device=settings["runtime"]["device"], dtype=settings["runtime"]["dtype"],
+        provenance=provenance, step=meta["step"], tokens=meta["tokens"],
+        suite=meta["suite"], model=meta["model"],
+    )
+
+
+def cmd_aggregate(args) -> None:
+    from icl_probe import aggregate
+
+    stats = _stats_settings(args)
+    if args.table:
+        if not args.out:
+            raise ConfigError("aggregate --table needs --out DIR")
+        aggregate.aggregate_table(args.table, args.out, stats)
+    elif args.model_dir and args.manifest:
+        aggregate.aggregate_model(args.model_dir, args.manifest, stats)
+    else:
+        raise ConfigError("aggregate needs either --table FILE.csv --out DIR, or --model-dir DIR --manifest FILE")
+
+
+def cmd_figures(args) -> None:
+    from icl_probe import aggregate
+
+    aggregate.make_figures(args.model_dirs, args.out, _stats_settings(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="icl-probe", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("build-minisuite", help="train one model of the embedded mini-suite")
+    s.add_argument("--model", required=True)
+    s.add_argument("--cache-dir", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_build_minisuite)
+
+    s = sub.add_parser("resolve", help="write a model's manifest of revisions")
+    s.add_argument("--record", required=True, help="the model's config record (JSON)")
+    s.add_argument("--cache-dir", default="")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_resolve)
+
+    s = sub.add_parser("fetch", help="download one checkpoint listed in a manifest")
+    s.add_argument("--manifest", required=True)
+    s.add_argument("--revision", required=True)
+    s.add_argument("--dest", required=True)
+    s.set_defaults(func=cmd_fetch)
+
+    s = sub.add_parser("prompts", help="write a model's prompt sets (once per model)")
+    s.add_argument("--manifest", required=True)
+    s.add_argument("--settings", help="probe and runtime settings as JSON")
+    s.add_argument("--config", help="a config.yaml to take settings from")
+    s.add_argument("--cache-dir")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_prompts)
+
+    s = sub.add_parser("probe", help="run every enabled probe on one checkpoint, from one model load")
+    s.add_argument("--model", help="repo id, e.g. EleutherAI/pythia-70m (not needed with --manifest)")
+    s.add_argument("--revision", required=True, help="branch, e.g. step1000")
+    s.add_argument("--out", required=True, help="folder for one JSON per probe")
+    s.add_argument("--manifest", help="the workflow's manifest.json (gives repo, step, tokens, provenance)")
+    s.add_argument("--prompts", help="prompt file; made from the model's tokenizer if absent")
+    s.add_argument("--cache-dir", help="Hugging Face cache folder the checkpoint is in or goes to")
+    s.add_argument("--local-files-only", action="store_true", help="never touch the network")
+    s.add_argument("--settings", help="probe and runtime settings as JSON")
+    s.add_argument("--config", help="a config.yaml to take probe and runtime settings from")
+    s.set_defaults(func=cmd_probe)
+
+    s = sub.add_parser("aggregate", help="per-model table, statistics and QC")
+    s.add_argument("--model-dir")
+    s.add_argument("--manifest")
+    s.add_argument("--table", help="a CSV with one row per (model, step), produced elsewhere")
+    s.add_argument("--out")
+    s.add_argument("--stats-settings", help="stats settings as JSON")
+    s.add_argument("--config", help="a config.yaml to take stats settings from")
+    s.set_defaults(func=cmd_aggregate)
+
+    s = sub.add_parser("figures", help="draw the figures across models")
+    s.add_argument("--model-dirs", nargs="+", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--stats-settings")
+    s.add_argument("--config")
+    s.set_defaults(func=cmd_figures)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        args.func(args)
+    except Exception as e:  # noqa: BLE001 - the edge: a clear message, not a traceback
+        if args.debug or not _is_user_error(e):
+            raise
+        print(f"icl-probe {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _is_user_error(e: Exception) -> bool:
+    """Errors whose message already says what went wrong and what to do."""
+    return isinstance(e, (ConfigError, FileNotFoundError)) or getattr(e, "user_facing", False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Deterministic synthetic training corpus for the mini-suite.
+
+A stream of documents, each ended by ``<|endoftext|>``, cut into rows of
+``seq_len`` token ids (rows may begin or end inside a document, as in ordinary
+LM packing). Document kinds:
+
+(a) ``gd``: in-context linear regression in the GD-readout prompt format
+    (``"{x} -> {y}"`` pairs, one per line): y = a*x + b, x in 0..4, a in {1, 2},
+    b uniform in 0 .. 9 - 4a, k pairs with k uniform in 2..12.
+(b) ``repeat``: a block of m random ordinary tokens (m uniform in 8..32)
+    repeated twice (sometimes three times), as in the induction probe.
+(c) ``recall``: 20 distinct key -> value pairs ``k1 v1 ... k20 v20`` then a query
+    key and its value, as in the associative-recall probe.
+(d) ``filler``: 8..40 filler words, drawn from a skewed unigram distribution.
+
+Everything is a function of a ``numpy.random.Generator``: the same seed gives
+the same ids.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .tokenizer import ARROW, DIGITS, EOS, FILLER, NEWLINE, vocabulary
+
+KINDS = ("gd", "repeat", "recall", "filler")
+DEFAULT_MIX = {"gd": 0.35, "repeat": 0.35, "recall": 0.15, "filler": 0.15}
+
+
+class Vocab:
+    """Token ids the corpus needs, looked up once from :func:`vocabulary`."""
+
+    def __init__(self) -> None:
+        vocab = vocabulary()
+        index = {t: i for i, t in enumerate(vocab)}
+        self.size = len(vocab)
+        self.eos = index[EOS]
+        self.digits = np.array([index[d] for d in DIGITS])
+        self.arrow = index[ARROW]
+        self.newline = index[NEWLINE]
+        self.filler = np.array([index[w] for w in FILLER])
+        # ordinary = every non-special token: what the probes draw random tokens from
+        self.ordinary = np.array([i for i in range(self.size) if i != self.eos])
+
+
+def gd_document(rng: np.random.Generator, v: Vocab, k: int | None = None) -> list[int]:
+    """k lines ``x -> y`` of one task y = a*x + b (newline-separated, no trailing one)."""
+    if k is None:
+        k = int(rng.integers(2, 13))
+    a = int(rng.integers(1, 3))
+    b = int(rng.integers(0, 9 - 4 * a + 1))
+    ids: list[int] = []
+    for i in range(k):
+        x = int(rng.integers(0, 5))
+        if i:
+            ids.append(v.newline)
+        ids += [int(v.digits[x]), v.arrow, int(v.digits[a * x + b])]
+    return ids
+
+
+def repeat_document(rng: np.random.Generator, v: Vocab, m: int | None = None) -> list[int]:
+    """A block of m random ordinary tokens, repeated (2 copies, 3 one time in 4)."""
+    if m is None:
+        m = int(rng.integers(8, 33))
+    block = rng.choice(v.ordinary, size=m).tolist()
+    copies = 3 if rng.random() < 0.25 else 2
+    return block * copies
+
+
+def recall_document(rng: np.random.Generator, v: Vocab, n_pairs: int = 20) -> list[int]:
+    """``k1 v1 ... kn vn kq vq`` with distinct keys and values (ordinary tokens)."""
+    items = rng.choice(v.ordinary, size=2 * n_pairs, replace=False)
+    keys, values = items[:n_pairs], items[n_pairs:]
+    q = int(rng.integers(n_pairs))
+    ids = np.stack([keys, values], axis=1).reshape(-1).tolist()
+    return ids + [int(keys[q]), int(values[q])]
+
+
+def filler_document(rng: np.random.Generator, v: Vocab) -> list[int]:
+    n = int(rng.integers(8, 41))
+    p = 1.0 / np.arange(1, len(v.filler) + 1)
+    return rng.choice(v.filler, size=n, p=p / p.sum()).tolist()
+
+
+_MAKERS = {"gd": gd_document, "repeat": repeat_document, "recall": recall_document,
+           "filler": filler_document}
+
+
+def document(rng: np.random.Generator, v: Vocab, mix: dict[str, float] = DEFAULT_MIX) -> list[int]:
+    kinds = list(mix)
+    p = np.array([mix[k] for k in kinds], dtype=float)
+    kind = kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
+    return _MAKERS[kind](rng, v)
+
+
+def packed_rows(rng: np.random.Generator, n_rows: int, seq_len: int,
+                mix: dict[str, float] = DEFAULT_MIX) -> np.ndarray:
+    """``n_rows`` rows of ``seq_len`` token ids cut from one EOS-separated stream.
+
+    As in ordinary LM packing, a row may begin or end inside a document.
+    Returns int64 array of shape (n_rows, seq_len).
+    """
+    v = Vocab()
+    need = n_rows * seq_len
+    stream: list[int] = []
+    while len(stream) < need:
+        stream += document(rng, v, mix) + [v.eos]
+    return np.array(stream[:need], dtype=np.int64).reshape(n_rows, seq_len)
+
+
+def corpus(seed: int, n_rows: int, seq_len: int,
+           mix: dict[str, float] = DEFAULT_MIX) -> np.ndarray:
+    """The training corpus for ``seed``: (n_rows, seq_len) int64 token ids."""
+    return packed_rows(np.random.default_rng([seed, 0]), n_rows, seq_len, mix)
+
+
+def heldout_induction(seed: int, n_sequences: int = 32, block_len: int = 32) -> np.ndarray:
+    """Held-out induction sequences: a random ordinary block repeated once.
+
+    Drawn from a generator stream disjoint from :func:`corpus`'s.
+    Returns int64 array of shape (n_sequences, 2 * block_len).
+    """
+    rng = np.random.default_rng([seed, 1])
+    v = Vocab()
+    blocks = rng.choice(v.ordinary, size=(n_sequences, block_len))
+    return np.concatenate([blocks, blocks], axis=1).astype(np.int64)
+
+
+def heldout_gd(seed: int, n_prompts: int = 64, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out GD-readout prompts ``k`` pairs then ``x_q ->``, and the answers y*.
+
+    Returns (ids, y_star): int64 (n_prompts, 4k + 2) token ids (no EOS/BOS in front, as the probe's prompts) and int64 (n_prompts,).
+    """
+    rng = np.random.default_rng([seed, 2])
+    v = Vocab()
+    rows, ys = [], []
+    for _ in range(n_prompts):
+        ids = gd_document(rng, v, k=k + 1)  # the last pair is the query and its answer
+        rows.append(ids[:-1])
+        ys.append(int(np.nonzero(v.digits == ids[-1])[0][0]))
+    return np.array(rows, dtype=np.int64), np.array(ys, dtype=np.int64)
