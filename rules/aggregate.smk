@@ -13,6 +13,8 @@ rule aggregate:
         qc=f"{RESULTS}/{{suite}}/{{model}}/qc.json",
     log:
         "logs/{suite}/{model}/aggregate.log",
+    conda:
+        "../envs/icl-probe.yaml"
     params:
         stats=stats_settings_json,
         model_dir=lambda w: f"{RESULTS}/{w.suite}/{w.model}",

@@ -1,5 +1,6 @@
 # Config validation and input functions only.
 import json
+import os
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate

@@ -9,6 +9,8 @@ rule fetch:
         temp(directory("resources/fetch/{suite}/{model}/{revision}")),
     log:
         "logs/{suite}/{model}/{revision}/fetch.log",
+    conda:
+        "../envs/icl-probe.yaml"
     retries: 2
     shell:
         "icl-probe fetch --manifest {input.manifest} --revision {wildcards.revision}"

@@ -17,10 +17,12 @@ rule figures:
         [f"{RESULTS}/figures/{name}.pdf" for name in FIGURES],
     log:
         "logs/figures.log",
+    conda:
+        "../envs/icl-probe.yaml"
     params:
         model_dirs=[f"{RESULTS}/{m['suite']}/{m['model']}" for m in MODELS],
         stats=stats_settings_json,
-        out=f"{RESULTS}/figures",
+        out=lambda w, output: os.path.dirname(output[0]),
     shell:
         "icl-probe figures --model-dirs {params.model_dirs} --stats-settings {params.stats:q}"
         " --out {params.out} > {log} 2>&1"

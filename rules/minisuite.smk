@@ -7,8 +7,10 @@ rule build_minisuite:
         directory(f"{MINI_CACHE}/models--mini--{{name}}"),
     log:
         "logs/minisuite/{name}.log",
+    conda:
+        "../envs/icl-probe.yaml"
     params:
-        cache=MINI_CACHE,
+        cache=lambda w, output: os.path.dirname(output[0]),
         seed=config["minisuite"]["seed"],
     threads: 1
     shell:

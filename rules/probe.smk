@@ -9,6 +9,8 @@ rule prompts:
         f"{RESULTS}/{{suite}}/{{model}}/prompts.json",
     log:
         "logs/{suite}/{model}/prompts.log",
+    conda:
+        "../envs/icl-probe.yaml"
     params:
         settings=probe_settings_json,
     shell:
@@ -25,6 +27,8 @@ rule probe:
         [f"{RESULTS}/{{suite}}/{{model}}/{{revision}}/{probe}.json" for probe in PROBES],
     log:
         "logs/{suite}/{model}/{revision}/probe.log",
+    conda:
+        "../envs/icl-probe.yaml"
     params:
         settings=probe_settings_json,
         out=lambda w: f"{RESULTS}/{w.suite}/{w.model}/{w.revision}",

@@ -9,6 +9,8 @@ checkpoint resolve:
         manifest=f"{RESULTS}/{{suite}}/{{model}}/manifest.json",
     log:
         "logs/{suite}/{model}/resolve.log",
+    conda:
+        "../envs/icl-probe.yaml"
     params:
         record=record_json,
         cache=lambda w: model_cache_dir(record(w)) or "",
