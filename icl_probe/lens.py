@@ -97,20 +97,24 @@ class Lens:
     def device(self) -> torch.device:
         return self.weight.device
 
+    @torch.inference_mode()
     def normed(self, h: torch.Tensor) -> torch.Tensor:
         """final_norm(h), ``[..., d] -> [..., d]``."""
         return self.parts.final_norm(h)
 
+    @torch.inference_mode()
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """Full-vocabulary lens logits in fp32, ``[..., d] -> [..., V]``."""
         return self.parts.head(self.normed(h)).float()
 
+    @torch.inference_mode()
     def row_logits(self, h: torch.Tensor, ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
         """Lens logits of the vocabulary rows ``ids`` only, fp32, ``[..., d] -> [..., len(ids)]``."""
         idx = torch.as_tensor(ids, dtype=torch.long, device=self.weight.device)
         b = None if self.bias is None else self.bias[idx]
         return F.linear(self.normed(h), self.weight[idx], b).float()
 
+    @torch.inference_mode()
     def target_logprob(self, h: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probability of ``targets`` and whether each is the argmax.
 

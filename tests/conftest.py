@@ -1,0 +1,102 @@
+"""Fixtures: tiny seeded models of every supported architecture and a word-level tokenizer.
+
+The tokenizer is built here with ``tokenizers`` (digits 0-9 are single tokens, pad
+is unset, eos is ``<|endoftext|>``) so the tests depend on no other part of the
+package and on no network.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers
+from tokenizers import Tokenizer, models, pre_tokenizers, decoders
+
+EOS = "<|endoftext|>"
+UNK = "<unk>"
+DIGITS = [str(d) for d in range(10)]
+# ordinary words: lowercase alphabetic, enough for the recall items and induction blocks
+WORDS = [f"w{chr(97 + i // 26)}{chr(97 + i % 26)}" for i in range(300)]
+VOCAB = [UNK, EOS] + DIGITS + ["->", ","] + WORDS
+VOCAB_SIZE = len(VOCAB)
+TINY = dict(hidden=32, layers=3, heads=4, ffn=64, ctx=160)
+
+
+def make_tokenizer() -> transformers.PreTrainedTokenizerFast:
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(VOCAB)}, unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.decoder = decoders.WordPiece()  # joins tokens with spaces
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token=UNK, eos_token=EOS)
+    assert fast.pad_token is None
+    return fast
+
+
+def make_config(model_type: str, **overrides) -> transformers.PretrainedConfig:
+    h, n, a, f, c = (TINY[k] for k in ("hidden", "layers", "heads", "ffn", "ctx"))
+    common = dict(vocab_size=VOCAB_SIZE, bos_token_id=1, eos_token_id=1, pad_token_id=None)
+    if model_type == "gpt_neox":
+        cfg = transformers.GPTNeoXConfig(hidden_size=h, num_hidden_layers=n, num_attention_heads=a,
+                                         intermediate_size=f, max_position_embeddings=c, **common)
+    elif model_type == "olmo2":
+        cfg = transformers.Olmo2Config(hidden_size=h, num_hidden_layers=n, num_attention_heads=a,
+                                       intermediate_size=f, max_position_embeddings=c, **common)
+    elif model_type == "llama":
+        cfg = transformers.LlamaConfig(hidden_size=h, num_hidden_layers=n, num_attention_heads=a,
+                                       intermediate_size=f, max_position_embeddings=c, **common)
+    elif model_type == "gpt2":
+        cfg = transformers.GPT2Config(n_embd=h, n_layer=n, n_head=a, n_inner=f, n_positions=c, **common)
+    else:
+        raise ValueError(model_type)
+    for k, v in overrides.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+def make_model(model_type: str, seed: int = 0, **overrides) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForCausalLM.from_config(make_config(model_type, **overrides))
+    with torch.no_grad():  # random init is tiny; scale up so layers move the readout
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.mul_(5.0)
+    return model.eval()
+
+
+@pytest.fixture
+def tokenizer():
+    return make_tokenizer()
+
+
+@pytest.fixture(params=["gpt_neox", "olmo2", "gpt2"])
+def arch_model(request):
+    return make_model(request.param)
+
+
+@pytest.fixture
+def neox_model():
+    return make_model("gpt_neox")
+
+
+@pytest.fixture
+def small_settings():
+    """A probes section like config.yaml's, shrunk for tests."""
+    return {
+        "enabled": ["gd_readout", "induction", "attention_sinks", "associative_recall"],
+        "seeds": [42, 7],
+        "batch_size": 5,
+        "bootstrap": 50,
+        "gd_readout": {"k": 3, "n_prompts": 8, "pair_format": "{x} -> {y}", "query_format": "{x} ->",
+                       "separator": "\n"},
+        "induction": {"block_len": 8, "n_sequences": 6},
+        "attention_sinks": {"n_sequences": 6, "seq_len": 12, "eps": 0.3},
+        "associative_recall": {"n_items": 32, "n_pairs": 5, "n_prompts": 6},
+    }
+
+
+@pytest.fixture
+def saved_model(tmp_path, tokenizer):
+    """A tiny GPT-NeoX checkpoint and its tokenizer saved as a local model folder."""
+    path = tmp_path / "tiny-neox"
+    make_model("gpt_neox").save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
