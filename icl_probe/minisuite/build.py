@@ -245,7 +245,9 @@ def build_model(name: str, cache_dir: str | os.PathLike, seed: int = 0,
     """
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     m = _spec(name)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
