@@ -7,6 +7,7 @@ path) and what is allowed, before any job starts.
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the key and the fix."""
 
 
+@functools.cache
 def load_schema() -> dict:
+    """The config schema (parsed once; treat as read-only)."""
     with open(SCHEMA_PATH) as f:
         return yaml.safe_load(f)
 

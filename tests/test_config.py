@@ -67,3 +67,53 @@ def test_models_flatten_suites_and_unknown_model_is_named(default_config):
     assert model_record(cfg, "mini", "olmo2-s")["repo_id"] == "mini/olmo2-s"
     with pytest.raises(ConfigError, match="mini/pythia-s"):
         model_record(cfg, "mini", "gpt-5")
+
+
+# --- property: any mutation of a valid config is either valid or a clear ConfigError ---
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 10**6) | st.floats(allow_nan=True)
+    | st.text(max_size=12) | st.sampled_from(["all", "log:3", "cpu", "cuda", "float16", "../x", "a/b"]),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=6,
+)
+
+
+def _paths(obj, prefix=()):
+    yield prefix
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _paths(v, (*prefix, i))
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_mutated_configs_are_valid_or_a_clear_error(data):
+    with open(REPO / "config.yaml") as f:
+        cfg = yaml.safe_load(f)
+    for _ in range(data.draw(st.integers(1, 3))):
+        paths = [p for p in _paths(cfg) if p]
+        path = data.draw(st.sampled_from(paths))
+        parent = cfg
+        for part in path[:-1]:
+            parent = parent[part]
+        action = data.draw(st.sampled_from(["replace", "delete", "add"]))
+        if action == "replace":
+            parent[path[-1]] = data.draw(_values)
+        elif action == "delete":
+            del parent[path[-1]]
+        elif isinstance(parent, dict):
+            parent[data.draw(st.text(min_size=1, max_size=8))] = data.draw(_values)
+    try:
+        out = validate_config(cfg)
+    except ConfigError as e:
+        msg = str(e)
+        assert msg.startswith("invalid configuration:") and len(msg) < 2000
+    else:
+        assert isinstance(out, dict) and out["suites"]

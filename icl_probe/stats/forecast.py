@@ -65,3 +65,57 @@ def forecast(feature, target, min_models: int = MIN_MODELS) -> dict:
         out["pearson"] = float(sps.pearsonr(x, y)[0])
     out["loo_skill"] = loo_skill(x, y)
     return out
+
+
+DEFAULT_PAIRS = (
+    ("error_reduction", "error_reduction"),
+    ("sign_agreement", "sign_agreement"),
+    ("error_reduction", "induction_acc"),
+    ("error_reduction", "ar_acc"),
+)
+
+
+def forecast_across_models(trajectories: dict, feature: str, target: str, step: float = 4000,
+                           n_boot: int = 1000, seed: int = 0, n_seeds: int = 3,
+                           min_models: int = MIN_MODELS) -> dict:
+    """Forecast a final-checkpoint ``target`` from an early-checkpoint ``feature`` across models.
+
+    trajectories: model -> (steps (n,), means name -> (n,), stds name -> (n,))
+    as from ``icl_probe.stats.model.trajectory``. The feature is read at the
+    checkpoint nearest ``step``, the target at the last one. Returns ``forecast``'s
+    dict plus per-model values and, where the inputs carry a seed spread, 95 %
+    intervals of the three statistics (parametric draws of every per-model value
+    from Normal(mean, std / sqrt(n_seeds)), deterministic ``seed``).
+    """
+    rows = []
+    for model, (steps, m, sd) in trajectories.items():
+        if feature not in m or target not in m or not len(steps):
+            continue
+        i = nearest_index(steps, step)
+        rows.append((model, float(steps[i]), m[feature][i], sd.get(feature, np.full(len(steps), np.nan))[i],
+                     m[target][-1], sd.get(target, np.full(len(steps), np.nan))[-1]))
+    out = forecast([r[2] for r in rows], [r[4] for r in rows], min_models)
+    out.update(feature=feature, target=target, forecast_step=step,
+               models={r[0]: {"feature_step": r[1], "feature": _f(r[2]), "target": _f(r[4])} for r in rows})
+    if out["loo_skill"] is None and out["spearman"] is None:
+        return out
+    x, xs, y, ys = (np.array([r[k] for r in rows], dtype=float) for k in (2, 3, 4, 5))
+    xs, ys = (np.nan_to_num(a, nan=0.0) / np.sqrt(max(n_seeds, 1)) for a in (xs, ys))
+    if n_boot > 0 and (np.any(xs > 0) or np.any(ys > 0)):
+        rng = np.random.default_rng(seed)
+        draws = {"spearman": [], "pearson": [], "loo_skill": []}
+        for _ in range(int(n_boot)):
+            rep = forecast(x + rng.standard_normal(x.size) * xs, y + rng.standard_normal(y.size) * ys, min_models)
+            for k in draws:
+                draws[k].append(np.nan if rep[k] is None else rep[k])
+        out["ci"] = {}
+        for k, v in draws.items():
+            v = np.asarray(v)
+            v = v[np.isfinite(v)]
+            out["ci"][k] = [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if v.size else None
+    return out
+
+
+def _f(x) -> float | None:
+    x = float(x)
+    return x if np.isfinite(x) else None

@@ -8,8 +8,6 @@ pandas DataFrames; writing them is ``write_tables``.
 from __future__ import annotations
 
 import json
-import math
-import os
 from pathlib import Path
 
 import numpy as np
