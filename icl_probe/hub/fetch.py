@@ -1,0 +1,343 @@
+"""Fetch one checkpoint (config + weights) for probing, verify it, and release it afterwards.
+
+Layout: each checkpoint is downloaded into its own Hub cache,
+``<dest_dir>/hub/models--<org>--<name>/{blobs,snapshots/<commit>,refs/<revision>}``, so
+
+    AutoModelForCausalLM.from_pretrained(repo_id, revision=revision, cache_dir=<dest_dir>/hub,
+                                         local_files_only=True)
+
+loads exactly the fetched files, and :func:`release_checkpoint` bounds disk use by deleting that
+one folder. The tokenizer is fetched once per model (:func:`fetch_tokenizer`) into its own cache.
+``<dest_dir>/fetched.json`` records where everything is. Local sources (a Hub cache on disk,
+e.g. the mini-suite) are not copied: fetching only checks the files and points at them.
+
+Safety and robustness:
+- only config, generation config, the shard index and the weights are downloaded; safetensors
+  is preferred (the manifest records ``format``), ``.bin`` weights are checked to load with
+  ``torch.load(weights_only=True)`` (transformers loads them that way too); remote code is never
+  involved;
+- transient errors (HTTP 408/429/5xx, refused or dropped connections, short bodies) are retried
+  with exponential backoff; huggingface_hub itself resumes a dropped body with an HTTP Range
+  request, and files already fetched and verified are not downloaded again (resumable per file);
+- every weight file is checked against the manifest's LFS sha256, every other file against its
+  git oid; a mismatch removes the file and raises :class:`HashMismatchError`;
+- free disk is checked before downloading (:class:`InsufficientDiskError`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from icl_probe.hub.errors import (
+    CheckpointSourceError,
+    DuplicateCheckpointError,
+    FetchFailedError,
+    HashMismatchError,
+    InsufficientDiskError,
+    revision_not_found,
+    safe_join,
+    validate_repo_file,
+    validate_repo_id,
+    validate_revision,
+)
+from icl_probe.hub.resolve import (
+    _local_files,
+    cache_repo_dir,
+    git_blob_oid_file,
+    sha256_file,
+    translate_hub_error,
+)
+from icl_probe.io import read_json, write_json
+
+log = logging.getLogger(__name__)
+
+FETCHED_NAME = "fetched.json"
+DISK_MARGIN_BYTES = 64 * 2**20  # headroom kept free beyond the files themselves
+
+
+def load_manifest(manifest: dict | str | os.PathLike) -> dict:
+    return manifest if isinstance(manifest, dict) else read_json(manifest)
+
+
+def manifest_entry(manifest: dict, revision: str) -> dict:
+    for e in manifest["revisions"]:
+        if e["revision"] == revision:
+            return e
+    raise revision_not_found(f"the manifest of {manifest['repo_id']}", revision, [e["revision"] for e in manifest["revisions"]])
+
+
+# --- transient errors and retries -----------------------------------------------------------------
+
+def is_transient(err: BaseException) -> bool:
+    """True for errors worth retrying: 408/429/5xx answers, network failures, short downloads."""
+    import httpx2
+    from huggingface_hub import errors as hf_errors
+
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, (hf_errors.RepositoryNotFoundError, hf_errors.GatedRepoError,
+                            hf_errors.RevisionNotFoundError, hf_errors.EntryNotFoundError)):
+            return False
+        if isinstance(err, hf_errors.HfHubHTTPError):
+            status = err.response.status_code if err.response is not None else None
+            return status in (408, 429) or (status is not None and status >= 500)
+        if isinstance(err, (httpx2.TransportError, ConnectionError, TimeoutError)):
+            return True
+        if isinstance(err, OSError) and "Consistency check failed" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def with_retries(fn: Callable[[], Any], *, what: str, attempts: int = 5, backoff_s: float = 1.0,
+                 max_backoff_s: float = 30.0) -> Any:
+    """Call ``fn`` until it succeeds, retrying transient errors up to ``attempts`` times in all."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as err:  # noqa: BLE001 - classified below
+            if not is_transient(err):
+                raise
+            if attempt == attempts:
+                raise FetchFailedError(
+                    f"{what}: still failing after {attempts} attempts ({type(err).__name__}: {err}); "
+                    "the Hub or the network is having trouble, re-run later (finished files are kept)"
+                ) from err
+            wait = min(max_backoff_s, backoff_s * 2 ** (attempt - 1))
+            log.warning("%s: %s (attempt %d/%d), retrying in %.1fs", what, type(err).__name__, attempt, attempts, wait)
+            time.sleep(wait)
+
+
+# --- disk ----------------------------------------------------------------------------------------
+
+def free_bytes(path: str | os.PathLike) -> int:
+    """Free bytes on the file system holding ``path`` (its nearest existing parent)."""
+    p = Path(path).resolve()
+    while not p.exists():
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def check_free_disk(path: str | os.PathLike, needed: int, *, margin: int = DISK_MARGIN_BYTES, what: str = "") -> None:
+    free = free_bytes(path)
+    if free < needed + margin:
+        raise InsufficientDiskError(
+            f"not enough free disk to fetch {what or 'the checkpoint'} into {str(path)!r}: needs "
+            f"{_fmt(needed)} (+{_fmt(margin)} headroom), {_fmt(free)} free. Free space, point "
+            "resources at a larger disk, or probe fewer checkpoints at once (snakemake --cores / resources)."
+        )
+
+
+def _fmt(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    return f"{n} B"
+
+
+def dir_size(path: str | os.PathLike) -> int:
+    """Bytes of the regular files under ``path`` (symlinks not followed, so blobs count once)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            fp = os.path.join(root, f)
+            if not os.path.islink(fp):
+                total += os.path.getsize(fp)
+    return total
+
+
+# --- downloading into a per-checkpoint Hub cache ---------------------------------------------------
+
+def _verify(path: Path, spec: dict) -> bool:
+    if "sha256" in spec and spec["sha256"]:
+        return sha256_file(path) == spec["sha256"]
+    if spec.get("oid"):
+        return git_blob_oid_file(path) == spec["oid"]
+    return os.path.getsize(path) == spec["size"]
+
+
+def _remove_cached(pointer: Path) -> None:
+    """Remove a snapshot entry and the blob it points to."""
+    blob = Path(os.path.realpath(pointer))
+    for p in (pointer, blob):
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _download_files(repo_id: str, revision: str, commit: str, files: list[dict], cache_dir: Path, *,
+                    endpoint: str | None, token: str | bool | None, attempts: int, backoff_s: float) -> list[dict]:
+    """Download ``files`` of ``commit`` into the Hub cache ``cache_dir``, verified; return their records."""
+    from huggingface_hub import hf_hub_download
+
+    snap = cache_repo_dir(cache_dir, repo_id) / "snapshots" / commit
+    todo, done = [], []
+    for spec in files:
+        validate_repo_file(spec["path"])
+        pointer = snap / spec["path"]  # validated above: relative, no '..'; it is a symlink into blobs/
+        if pointer.exists() and _verify(pointer, spec):
+            done.append(spec)  # fetched earlier (resumed run)
+        else:
+            if pointer.exists() or pointer.is_symlink():
+                _remove_cached(pointer)
+            todo.append(spec)
+    check_free_disk(cache_dir, sum(s["size"] for s in todo), what=f"{repo_id}@{revision}")
+    for spec in todo:
+        what = f"{repo_id}@{revision}: {spec['path']}"
+
+        def _get(spec=spec):
+            try:
+                # Pinned to the manifest's commit: the branch cannot move under us.
+                return hf_hub_download(repo_id, spec["path"], revision=commit, cache_dir=cache_dir,
+                                       endpoint=endpoint, token=token)
+            except Exception as err:  # noqa: BLE001
+                raise translate_hub_error(err, repo_id, endpoint=endpoint) from err
+
+        path = Path(with_retries(_get, what=what, attempts=attempts, backoff_s=backoff_s))
+        if not _verify(path, spec):
+            _remove_cached(path)
+            kind = "sha256" if spec.get("sha256") else "git oid"
+            raise HashMismatchError(
+                f"{what}: downloaded file does not match the manifest's {kind} "
+                f"({spec.get('sha256') or spec.get('oid')}); the file has been removed. If the repo "
+                "changed since the manifest was resolved, resolve it again; otherwise re-run the fetch."
+            )
+        done.append(spec)
+    # refs/<revision> -> commit, so from_pretrained(repo_id, revision=<branch>, local_files_only=True) finds it
+    refs = cache_repo_dir(cache_dir, repo_id) / "refs"
+    refs.mkdir(parents=True, exist_ok=True)
+    (refs / validate_revision(revision)).write_text(commit)
+    return done
+
+
+def _check_weights_only(paths: list[Path]) -> None:
+    """A ``.bin`` checkpoint must load through torch's weights-only unpickler."""
+    import torch
+
+    for p in paths:
+        try:
+            torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as err:  # noqa: BLE001
+            raise CheckpointSourceError(
+                f"{p.name} cannot be loaded with torch.load(weights_only=True) ({err}); refusing to load it "
+                "any other way"
+            ) from err
+
+
+def fetch_checkpoint(
+    manifest: dict | str | os.PathLike,
+    revision: str,
+    dest_dir: str | os.PathLike,
+    *,
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+    attempts: int = 5,
+    backoff_s: float = 1.0,
+    tokenizer_cache_dir: str | os.PathLike | None = None,
+) -> dict:
+    """Fetch config and weights of ``revision`` into ``dest_dir`` and write ``dest_dir/fetched.json``.
+
+    ``manifest``: the resolved manifest (dict or path). ``endpoint`` defaults to the manifest's,
+    then to ``HF_ENDPOINT``. ``tokenizer_cache_dir``: where :func:`fetch_tokenizer` put the
+    tokenizer, recorded in ``fetched.json`` for the loader.
+
+    Returns the ``fetched.json`` record: ``repo_id, revision, commit, source, format,
+    cache_dir`` (pass to ``from_pretrained(..., cache_dir=, local_files_only=True)``), ``files``
+    (path, size, sha256), ``weight_sha256`` ({path: sha256}, for provenance), ``tokenizer_cache_dir``.
+    Raises ``DuplicateCheckpointError`` for an entry flagged ``duplicate_of`` (never fetched).
+    """
+    manifest = load_manifest(manifest)
+    repo_id = validate_repo_id(manifest["repo_id"])
+    entry = manifest_entry(manifest, validate_revision(revision))
+    if entry.get("duplicate_of"):
+        raise DuplicateCheckpointError(
+            f"{repo_id}@{revision} serves the same weights as {entry['duplicate_of']}: duplicates are "
+            "neither fetched nor probed (see duplicate_of in the manifest)"
+        )
+    dest_dir = Path(dest_dir)
+    record = {
+        "schema_version": 1, "repo_id": repo_id, "revision": revision, "commit": entry["commit"],
+        "step": entry["step"], "tokens": entry["tokens"], "source": manifest["source"],
+        "format": entry.get("format", "safetensors"), "files": entry["files"],
+        "weight_sha256": {f["path"]: f["sha256"] for f in entry["files"]},
+        "tokenizer_cache_dir": None if tokenizer_cache_dir is None else str(tokenizer_cache_dir),
+    }
+    if manifest["source"] == "local":
+        cache_dir = Path(manifest["cache_dir"])
+        on_disk = _local_files(cache_dir, repo_id, entry["commit"])
+        for spec in entry["files"] + entry.get("aux_files", []):
+            if spec["path"] not in on_disk:
+                raise CheckpointSourceError(f"{repo_id}@{revision}: {spec['path']} is missing from the local cache")
+            if spec.get("sha256") and sha256_file(on_disk[spec["path"]]) != spec["sha256"]:
+                raise HashMismatchError(
+                    f"{repo_id}@{revision}: {spec['path']} in the local cache does not match the manifest's "
+                    "sha256; the cache changed since the manifest was resolved: rebuild or resolve again"
+                )
+        record.update(cache_dir=str(cache_dir), local=True)
+        if record["tokenizer_cache_dir"] is None:
+            record["tokenizer_cache_dir"] = str(cache_dir)
+    else:
+        endpoint = endpoint or manifest.get("endpoint")
+        cache_dir = dest_dir / "hub"
+        files = entry.get("aux_files", []) + entry["files"]
+        _download_files(repo_id, revision, entry["commit"], files, cache_dir, endpoint=endpoint, token=token,
+                        attempts=attempts, backoff_s=backoff_s)
+        if record["format"] == "pytorch":
+            snap = cache_repo_dir(cache_dir, repo_id) / "snapshots" / entry["commit"]
+            _check_weights_only([snap / f["path"] for f in entry["files"]])
+        record.update(cache_dir=str(cache_dir), local=False)
+    write_json(dest_dir / FETCHED_NAME, record)
+    return record
+
+
+def fetch_tokenizer(
+    manifest: dict | str | os.PathLike,
+    dest_dir: str | os.PathLike,
+    *,
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+    attempts: int = 5,
+    backoff_s: float = 1.0,
+) -> dict:
+    """Fetch the tokenizer files (once per model) into ``dest_dir/hub``; return where to load them.
+
+    Returns ``{"repo_id", "revision", "cache_dir"}``: load with ``AutoTokenizer.from_pretrained(repo_id,
+    revision=revision, cache_dir=cache_dir, local_files_only=True)``. Local sources: no copy.
+    """
+    manifest = load_manifest(manifest)
+    repo_id = validate_repo_id(manifest["repo_id"])
+    tok = manifest.get("tokenizer")
+    if not tok:
+        raise CheckpointSourceError(f"the manifest of {repo_id} names no tokenizer revision")
+    if manifest["source"] == "local":
+        return {"repo_id": repo_id, "revision": tok["revision"], "cache_dir": manifest["cache_dir"]}
+    cache_dir = Path(dest_dir) / "hub"
+    _download_files(repo_id, validate_revision(tok["revision"]), tok["commit"], tok["files"], cache_dir,
+                    endpoint=endpoint or manifest.get("endpoint"), token=token, attempts=attempts,
+                    backoff_s=backoff_s)
+    return {"repo_id": repo_id, "revision": tok["revision"], "cache_dir": str(cache_dir)}
+
+
+def release_checkpoint(dest_dir: str | os.PathLike) -> int:
+    """Delete the weights fetched into ``dest_dir`` (its ``hub/`` cache); return the bytes freed.
+
+    Keeps ``fetched.json``. A no-op for local sources (their files are not ours to delete).
+    """
+    dest_dir = Path(dest_dir)
+    rec_path = dest_dir / FETCHED_NAME
+    if rec_path.is_file() and read_json(rec_path).get("local"):
+        return 0
+    hub = dest_dir / "hub"
+    if not hub.exists():
+        return 0
+    freed = dir_size(hub)
+    shutil.rmtree(hub)
+    return freed
