@@ -88,7 +88,67 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     filled = copy.deepcopy(config)
     DefaultFilling = validators.extend(Draft202012Validator, {"properties": set_defaults})
     DefaultFilling(schema).validate(filled)
+    check_semantics(filled)
     return filled
+
+
+# Context lengths (tokens) of suites whose configs we know without a download;
+# other models are checked by the runner once their config.json is read.
+KNOWN_CONTEXT = (("EleutherAI/pythia-", 2048), ("allenai/OLMo-2-", 4096))
+
+
+def context_length(rec: dict[str, Any]) -> int | None:
+    """The model's context (max_position_embeddings) if known before any download."""
+    if rec["source"] == "minisuite":
+        from icl_probe.minisuite.build import MODELS
+
+        return 2 * MODELS[rec["repo_id"].split("/", 1)[1]].seq_len
+    for prefix, n in KNOWN_CONTEXT:
+        if rec["repo_id"].startswith(prefix):
+            return n
+    return None
+
+
+def prompt_lengths(probes: dict[str, Any]) -> dict[str, tuple[str, int]]:
+    """Longest prompt (tokens) of each token-count-determined probe, with the setting that sets it."""
+    return {
+        "induction": ("probes.induction.block_len", 2 * probes["induction"]["block_len"]),
+        "attention_sinks": ("probes.attention_sinks.seq_len", probes["attention_sinks"]["seq_len"]),
+        "associative_recall": ("probes.associative_recall.n_pairs",
+                               2 * probes["associative_recall"]["n_pairs"] + 1),
+    }
+
+
+def check_semantics(cfg: dict[str, Any]) -> None:
+    """Checks the schema cannot express: models that exist, prompts that fit, dtypes that run."""
+    rt = cfg["runtime"]
+    if rt["device"] == "cpu" and rt["dtype"] == "float16":
+        raise ConfigError("invalid configuration: 'runtime.dtype' float16 cannot run on device cpu "
+                          "(half-precision kernels are missing or slow on CPU); allowed on cpu: float32, bfloat16")
+    ar = cfg["probes"]["associative_recall"]
+    if 2 * ar["n_pairs"] > ar["n_items"]:
+        raise ConfigError(f"invalid configuration: 'probes.associative_recall.n_pairs' is {ar['n_pairs']}, but "
+                          f"{ar['n_pairs']} distinct keys and values need 2 x n_pairs <= n_items ({ar['n_items']})")
+    for rec in models(cfg):
+        if rec["source"] == "minisuite":
+            from icl_probe.minisuite.build import MODELS
+
+            name = rec["repo_id"].split("/", 1)[1]
+            if not rec["repo_id"].startswith("mini/") or name not in MODELS:
+                raise ConfigError(
+                    f"invalid configuration: 'suites.{rec['suite']}.models.{rec['model']}.repo_id' is "
+                    f"{rec['repo_id']!r}, not a mini-suite model; allowed values: "
+                    + ", ".join(f"mini/{n}" for n in MODELS))
+        n_ctx = context_length(rec)
+        if n_ctx is None:
+            continue
+        enabled = set(cfg["probes"]["enabled"])
+        for probe, (key, length) in prompt_lengths(cfg["probes"]).items():
+            if probe in enabled and length > n_ctx:
+                raise ConfigError(
+                    f"invalid configuration: '{key}' gives {probe} prompts of {length} tokens, longer than "
+                    f"the {n_ctx}-token context of {rec['repo_id']} (model {rec['suite']}/{rec['model']}); "
+                    "lower it or disable the probe")
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -117,3 +117,32 @@ def test_mutated_configs_are_valid_or_a_clear_error(data):
         assert msg.startswith("invalid configuration:") and len(msg) < 2000
     else:
         assert isinstance(out, dict) and out["suites"]
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda c: c["probes"]["induction"].__setitem__("block_len", 1000),
+         "'probes.induction.block_len' gives induction prompts of 2000 tokens"),
+        (lambda c: c["probes"]["attention_sinks"].__setitem__("seq_len", 4096), "probes.attention_sinks.seq_len"),
+        (lambda c: c["runtime"].__setitem__("dtype", "float16"), "allowed on cpu: float32, bfloat16"),
+        (lambda c: c["suites"]["mini"]["models"]["pythia-s"].__setitem__("repo_id", "mini/gpt-9"),
+         "allowed values: mini/pythia-s"),
+        (lambda c: c["probes"]["associative_recall"].__setitem__("n_pairs", 100), "n_items"),
+    ],
+)
+def test_semantic_errors_name_the_key(default_config, mutate, message):
+    mutate(default_config)
+    with pytest.raises(ConfigError, match="invalid configuration") as err:
+        validate_config(default_config)
+    assert message in str(err.value)
+
+
+def test_context_check_uses_the_known_pythia_context(default_config):
+    default_config["suites"] = {"pythia": {"source": "hub", "models": {
+        "pythia-70m": {"repo_id": "EleutherAI/pythia-70m"}}}}
+    default_config["probes"]["induction"]["block_len"] = 1024  # 2048 tokens: fits exactly
+    validate_config(default_config)
+    default_config["probes"]["induction"]["block_len"] = 1025
+    with pytest.raises(ConfigError, match="2048-token context of EleutherAI/pythia-70m"):
+        validate_config(default_config)
