@@ -6,6 +6,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from icl_probe.config import ConfigError, validate_config, models, model_record
+from icl_probe.locks import clear_stale_locks, record_owner
 
 try:
     config.update(validate_config(config))
@@ -94,3 +95,12 @@ FIGURES = ["emergence", "coemergence", "contraction", "lifecycle", "layer_readou
 
 def figure_outputs():
     return [f"{RESULTS}/figures/{name}.png" for name in FIGURES]
+
+
+if workflow.is_main_process:
+    # A run killed by SIGKILL leaves its lock behind: remove it if its process is gone.
+    clear_stale_locks()
+
+
+onstart:
+    record_owner()
