@@ -53,6 +53,8 @@ class MiniModel:
     n_layer: int
     d_model: int
     n_head: int
+    rotary_pct: float = 0.25  # GPT-NeoX only (Pythia: 0.25); OLMo-2 rotates every dim
+    init_std: float = 0.02  # initializer_range
     final_step: int = 800
     interval: int = 100  # spacing of checkpoints after the doubling part
     batch_size: int = 16
@@ -141,9 +143,9 @@ def make_config(name: str):
     common = dict(vocab_size=len(vocab), hidden_size=m.d_model, num_hidden_layers=m.n_layer,
                   num_attention_heads=m.n_head, intermediate_size=4 * m.d_model,
                   max_position_embeddings=2 * m.seq_len, bos_token_id=eos, eos_token_id=eos,
-                  tie_word_embeddings=False)
+                  tie_word_embeddings=False, initializer_range=m.init_std)
     if m.model_type == "gpt_neox":
-        return GPTNeoXConfig(**common, rotary_pct=0.25, use_parallel_residual=True,
+        return GPTNeoXConfig(**common, rotary_pct=m.rotary_pct, use_parallel_residual=True,
                              hidden_dropout=0.0, attention_dropout=0.0)
     if m.model_type == "olmo2":
         return Olmo2Config(**common, num_key_value_heads=m.n_head, pad_token_id=None,

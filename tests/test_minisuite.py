@@ -1,0 +1,196 @@
+"""Tests of the embedded mini-suite: tokenizer, corpus, schedule, and one real build."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+import numpy as np
+import pytest
+
+from icl_probe.minisuite import build as mb
+from icl_probe.minisuite import corpus as mc
+from icl_probe.minisuite.tokenizer import build_tokenizer, vocabulary
+
+
+# ----------------------------------------------------------------- tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return build_tokenizer()
+
+
+def test_digits_are_single_tokens(tok):
+    ids = set()
+    for d in range(10):
+        enc = tok(str(d), add_special_tokens=False).input_ids
+        assert len(enc) == 1, (d, enc)
+        ids.add(enc[0])
+    assert len(ids) == 10
+    assert not ids & set(tok.all_special_ids)
+
+
+def test_gd_prompt_encoding_keeps_newline(tok):
+    ids = tok("3 -> 7\n4 ->").input_ids
+    assert tok.convert_ids_to_tokens(ids) == ["3", "->", "7", "\n", "4", "->"]
+    nl = tok.convert_tokens_to_ids("\n")
+    assert ids[3] == nl and nl not in tok.all_special_ids
+    # several pairs, as the GD-readout probe writes them
+    ids = tok("3 -> 7\n1 -> 5\n4 ->").input_ids
+    assert len(ids) == 10 and ids.count(nl) == 2
+
+
+def test_pythia_like_special_tokens(tok):
+    assert tok.pad_token is None and tok.pad_token_id is None
+    assert tok.eos_token == tok.bos_token == "<|endoftext|>"
+    assert tok.all_special_ids == [tok.eos_token_id]
+    # no BOS/EOS added on encode (as Pythia)
+    assert tok("t000 t001").input_ids == [tok.convert_tokens_to_ids("t000"),
+                                          tok.convert_tokens_to_ids("t001")]
+    assert 256 + 13 <= len(tok) <= 400
+    assert len(tok) == len(vocabulary())
+
+
+def test_tokenizer_round_trips_through_save(tok, tmp_path):
+    from transformers import AutoTokenizer
+
+    tok.save_pretrained(tmp_path)
+    assert (tmp_path / "tokenizer.json").exists()
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    text = "3 -> 7\n1 -> 5\n4 -> t017 the"
+    assert again(text).input_ids == tok(text).input_ids
+    assert again.pad_token is None
+
+
+# ----------------------------------------------------------------- corpus
+
+
+def test_corpus_is_deterministic_and_seeded():
+    a = mc.corpus(0, 8, 64)
+    b = mc.corpus(0, 8, 64)
+    c = mc.corpus(1, 8, 64)
+    assert a.shape == (8, 64) and a.dtype == np.int64
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.min() >= 0 and a.max() < len(vocabulary())
+
+
+def test_gd_documents_follow_the_prompt_format(tok):
+    rng = np.random.default_rng(0)
+    v = mc.Vocab()
+    for _ in range(50):
+        text = tok.decode(mc.gd_document(rng, v))
+        lines = [ln.strip() for ln in text.split("\n")]
+        pairs = [tuple(int(t) for t in re.fullmatch(r"(\d) -> (\d)", ln).groups())
+                 for ln in lines]
+        # one task per document: y = a*x + b, a in {1,2}, b in 0..9-4a
+        fits = [(a, b) for a in (1, 2) for b in range(0, 10 - 4 * a)
+                if all(y == a * x + b for x, y in pairs)]
+        assert fits and all(0 <= x <= 4 for x, _ in pairs)
+
+
+def test_heldout_sets():
+    ind = mc.heldout_induction(0, n_sequences=4, block_len=8)
+    assert ind.shape == (4, 16) and np.array_equal(ind[:, :8], ind[:, 8:])
+    assert (ind != mc.Vocab().eos).all()
+    ids, y = mc.heldout_gd(0, n_prompts=5, k=5)
+    assert ids.shape == (5, 22) and ((0 <= y) & (y <= 9)).all()
+    assert ids[0, -1] == mc.Vocab().arrow
+
+
+# ----------------------------------------------------------------- schedule, names
+
+
+def test_schedule_is_pythia_like():
+    assert mb.schedule(800, 100) == [0, 1, 2, 4, 8, 16, 32, 64] + list(range(100, 801, 100))
+    assert mb.schedule(250, 100) == [0, 1, 2, 4, 8, 16, 32, 64, 100, 200, 250]
+    for name, m in mb.MODELS.items():
+        steps = mb.schedule(m.final_step, m.interval)
+        assert steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] == m.final_step
+
+
+def test_branch_names():
+    assert mb.branch_name("pythia-s", 0) == "step0"
+    assert mb.branch_name("pythia-m", 128) == "step128"
+    tps = mb.tokens_per_step("olmo2-s")
+    assert tps == mb.MODELS["olmo2-s"].batch_size * mb.MODELS["olmo2-s"].seq_len
+    assert mb.branch_name("olmo2-s", 0) == "stage1-step0-tokens0B"
+    if tps == 2048:
+        assert mb.branch_name("olmo2-s", 200) == "stage1-step200-tokens0.00041B"
+    pat = re.compile(r"stage1-step(\d+)-tokens(\d+(?:\.\d*[1-9])?)B")
+    for step in mb.schedule(mb.MODELS["olmo2-s"].final_step):
+        name = mb.branch_name("olmo2-s", step)
+        mt = pat.fullmatch(name)
+        assert mt and int(mt.group(1)) == step and "e" not in name
+        assert float(mt.group(2)) == pytest.approx(step * tps / 1e9, rel=5e-3)
+    assert mb.cache_folder("pythia-s") == "models--mini--pythia-s"
+    with pytest.raises(ValueError, match="unknown mini-suite model"):
+        mb.branch_name("gpt-x", 1)
+
+
+# ----------------------------------------------------------------- one real build
+
+
+def _steepest_interior_drop(losses: list[float]) -> tuple[float, int]:
+    """Largest loss[i] - loss[i+1] with both checkpoints strictly inside (not the
+    first, not the last); returns (drop, i)."""
+    drops = [(losses[i] - losses[i + 1], i) for i in range(1, len(losses) - 2)]
+    return max(drops)
+
+
+@pytest.mark.slow
+def test_build_pythia_s_emerges_and_loads(tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    name = "pythia-s"
+    repo = mb.build_model(name, tmp_path, seed=0, log=lambda *a: None)
+    assert repo == tmp_path / "models--mini--pythia-s"
+    assert [p.name for p in tmp_path.iterdir()] == [repo.name]  # no leftovers
+    info = json.loads((repo / "icl_probe_build.json").read_text())
+    steps = info["schedule"]
+    assert info["tokens_per_step"] == mb.tokens_per_step(name)
+
+    refs = {p.name: p.read_text() for p in (repo / "refs").iterdir()}
+    assert set(refs) == {mb.branch_name(name, s) for s in steps} | {"main"}
+    assert refs["main"] == refs[mb.branch_name(name, steps[-1])]
+    assert all(re.fullmatch(r"[0-9a-f]{40}", c) for c in refs.values())
+
+    held = torch.from_numpy(mc.heldout_induction(1234, n_sequences=24))
+    losses = []
+    for step in steps:
+        rev = mb.branch_name(name, step)
+        model = AutoModelForCausalLM.from_pretrained(
+            "mini/pythia-s", revision=rev, cache_dir=tmp_path, local_files_only=True)
+        snap = repo / "snapshots" / refs[rev]
+        digest = hashlib.sha256((snap / "model.safetensors").read_bytes()).hexdigest()
+        assert (snap / "model.safetensors").resolve().name == digest
+        model.eval()
+        losses.append(mb.induction_loss(model, held))
+    tok = AutoTokenizer.from_pretrained("mini/pythia-s", revision="main", cache_dir=tmp_path,
+                                        local_files_only=True)
+    assert tok.pad_token is None and len(tok("3 -> 7\n4 ->").input_ids) == 6
+
+    drop, i = _steepest_interior_drop(losses)
+    assert drop >= 2.0, (losses, steps)
+    assert 0 < i and i + 1 < len(steps) - 1
+    assert losses[-1] < losses[0] - 3.0
+
+    # the GD task is learned: final-layer error far below step 0
+    ids, y = (torch.from_numpy(a) for a in mc.heldout_gd(99, n_prompts=48))
+    digits = [tok.convert_tokens_to_ids(str(d)) for d in range(10)]
+    first = AutoModelForCausalLM.from_pretrained("mini/pythia-s", revision="step0",
+                                                 cache_dir=tmp_path, local_files_only=True)
+    gd0 = mb.gd_metrics(first.eval(), ids, y, digits)
+    gd1 = mb.gd_metrics(model, ids, y, digits)
+    assert gd1["gd_mean_err"] < 0.5 * gd0["gd_mean_err"]
+    assert gd1["gd_acc"] >= 0.6
+
+    # determinism: a second build gives byte-identical weights
+    again = mb.build_model(name, tmp_path / "again", seed=0, log=lambda *a: None)
+    for branch in (mb.branch_name(name, steps[1]), "main"):
+        c1 = (repo / "refs" / branch).read_text()
+        c2 = (again / "refs" / branch).read_text()
+        assert c1 == c2
