@@ -100,3 +100,44 @@ def saved_model(tmp_path, tokenizer):
     make_model("gpt_neox").save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+OUTPUT_PROJECTIONS = {
+    "gpt_neox": ("attention.dense", "mlp.dense_4h_to_h"),
+    "olmo2": ("self_attn.o_proj", "mlp.down_proj"),
+    "llama": ("self_attn.o_proj", "mlp.down_proj"),
+    "gpt2": ("attn.c_proj", "mlp.c_proj"),
+}
+
+
+def zero_blocks(model: torch.nn.Module) -> torch.nn.Module:
+    """Zero every block's output projections: the residual stream passes through unchanged."""
+    names = OUTPUT_PROJECTIONS[model.config.model_type]
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if any(f".{n}." in name for n in names):
+                p.zero_()
+    return model
+
+
+def sink_gpt2(layer: int = 0, strength: float = 100.0) -> torch.nn.Module:
+    """A GPT-2 whose heads in ``layer`` all attend (almost) only to position 0.
+
+    Position 0's embedding carries a large value in one feature j that no token or
+    other position has; every head's key reads feature j and its query is a large
+    constant, so position 0 wins the softmax at every query.
+    """
+    model = make_model("gpt2")
+    d, n_head = model.config.n_embd, model.config.n_head
+    hd, j = d // n_head, d - 1
+    with torch.no_grad():
+        model.transformer.wte.weight[:, j] = 0.0
+        model.transformer.wpe.weight[:, j] = 0.0
+        model.transformer.wpe.weight[0, j] = 50.0
+        attn = model.transformer.h[layer].attn.c_attn  # Conv1D: x @ W + b, W [d, 3d] = [q | k | v]
+        attn.weight[:, : 2 * d] = 0.0
+        attn.bias[: 2 * d] = 0.0
+        for h in range(n_head):
+            attn.bias[h * hd] = strength  # query: constant
+            attn.weight[j, d + h * hd] = 1.0  # key: feature j
+    return model.eval()
