@@ -38,7 +38,8 @@ def _alive(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True
-    return b"snakemake" in cmdline
+    # an empty cmdline (a process still starting) cannot be told apart: keep the lock
+    return not cmdline or b"snakemake" in cmdline
 
 
 def clear_stale_locks(state_dir: str | os.PathLike = ".snakemake") -> bool:
