@@ -1,0 +1,34 @@
+"""Figures across models (matplotlib, Agg): each function writes a PNG and a PDF and
+returns (paths, caption). ``draw_all`` draws every figure in ``FIGURES``."""
+
+from __future__ import annotations
+
+from icl_probe.plotting.coemergence import plot_coemergence
+from icl_probe.plotting.common import ModelData
+from icl_probe.plotting.contraction import plot_contraction
+from icl_probe.plotting.emergence import plot_emergence
+from icl_probe.plotting.layers import plot_layer_readout
+from icl_probe.plotting.lifecycle import plot_lifecycle
+
+FIGURES = ("emergence", "coemergence", "contraction", "lifecycle", "layer_readout")
+
+
+def draw_all(models: list[ModelData], out_dir, cfg: dict | None = None) -> dict:
+    """Every figure: name -> {"paths": [png, pdf], "caption": text}.
+
+    cfg: the stats settings; ``readout_checkpoint`` ("final", "peak" or a step)
+    picks the per-layer readout's checkpoint (default "final").
+    """
+    cfg = cfg or {}
+    out = {}
+    for name, fn in (("emergence", plot_emergence), ("coemergence", plot_coemergence),
+                     ("contraction", plot_contraction), ("lifecycle", plot_lifecycle)):
+        paths, caption = fn(models, out_dir)
+        out[name] = {"paths": paths, "caption": caption}
+    paths, caption = plot_layer_readout(models, out_dir, cfg.get("readout_checkpoint", "final"))
+    out["layer_readout"] = {"paths": paths, "caption": caption}
+    return out
+
+
+__all__ = ["FIGURES", "ModelData", "draw_all", "plot_coemergence", "plot_contraction", "plot_emergence",
+           "plot_layer_readout", "plot_lifecycle"]

@@ -35,11 +35,10 @@ def loo_skill(feature, target) -> float | None:
     for i in range(m):
         keep = np.arange(m) != i
         xi, yi = x[keep], y[keep]
-        if np.ptp(xi) == 0:
-            pred = yi.mean()
-        else:
-            b, a = np.polyfit(xi, yi, 1)
-            pred = a + b * x[i]
+        xc = xi - xi.mean()
+        sxx = float(xc @ xc)
+        b = float(xc @ (yi - yi.mean())) / sxx if sxx > 0 else 0.0
+        pred = yi.mean() + b * (x[i] - xi.mean())
         err_fit[i] = (y[i] - pred) ** 2
         err_mean[i] = (y[i] - yi.mean()) ** 2
     base = err_mean.mean()
@@ -61,8 +60,8 @@ def forecast(feature, target, min_models: int = MIN_MODELS) -> dict:
         out["note"] = f"needs >= {min_models} models with finite values, has {x.size}"
         return out
     if np.ptp(x) > 0 and np.ptp(y) > 0:
-        out["spearman"] = float(sps.spearmanr(x, y)[0])
-        out["pearson"] = float(sps.pearsonr(x, y)[0])
+        out["spearman"] = float(np.corrcoef(sps.rankdata(x), sps.rankdata(y))[0, 1])
+        out["pearson"] = float(np.corrcoef(x, y)[0, 1])
     out["loo_skill"] = loo_skill(x, y)
     return out
 
@@ -103,14 +102,12 @@ def forecast_across_models(trajectories: dict, feature: str, target: str, step: 
     xs, ys = (np.nan_to_num(a, nan=0.0) / np.sqrt(max(n_seeds, 1)) for a in (xs, ys))
     if n_boot > 0 and (np.any(xs > 0) or np.any(ys > 0)):
         rng = np.random.default_rng(seed)
-        draws = {"spearman": [], "pearson": [], "loo_skill": []}
-        for _ in range(int(n_boot)):
-            rep = forecast(x + rng.standard_normal(x.size) * xs, y + rng.standard_normal(y.size) * ys, min_models)
-            for k in draws:
-                draws[k].append(np.nan if rep[k] is None else rep[k])
+        X = x + rng.standard_normal((int(n_boot), x.size)) * xs
+        Y = y + rng.standard_normal((int(n_boot), y.size)) * ys
+        draws = {"spearman": _rowwise_pearson(_ranks(X), _ranks(Y)), "pearson": _rowwise_pearson(X, Y),
+                 "loo_skill": _rowwise_loo_skill(X, Y)}
         out["ci"] = {}
         for k, v in draws.items():
-            v = np.asarray(v)
             v = v[np.isfinite(v)]
             out["ci"][k] = [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if v.size else None
     return out
@@ -119,3 +116,34 @@ def forecast_across_models(trajectories: dict, feature: str, target: str, step: 
 def _f(x) -> float | None:
     x = float(x)
     return x if np.isfinite(x) else None
+
+
+def _ranks(a: np.ndarray) -> np.ndarray:
+    """Average ranks along the last axis of (B, m)."""
+    return sps.rankdata(a, axis=-1)
+
+
+def _rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row pair of (B, m) arrays (NaN for a constant row)."""
+    ac, bc = a - a.mean(1, keepdims=True), b - b.mean(1, keepdims=True)
+    den = np.sqrt((ac * ac).sum(1) * (bc * bc).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (ac * bc).sum(1) / den, np.nan)
+
+
+def _rowwise_loo_skill(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``loo_skill`` of each row pair of (B, m) arrays, vectorised over rows."""
+    B, m = x.shape
+    err_fit, err_mean = np.zeros(B), np.zeros(B)
+    for i in range(m):
+        keep = np.arange(m) != i
+        xi, yi = x[:, keep], y[:, keep]
+        xm, ym = xi.mean(1), yi.mean(1)
+        xc = xi - xm[:, None]
+        sxx = (xc * xc).sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            b = np.where(sxx > 0, (xc * (yi - ym[:, None])).sum(1) / sxx, 0.0)
+        err_fit += (y[:, i] - (ym + b * (x[:, i] - xm))) ** 2
+        err_mean += (y[:, i] - ym) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(err_mean > 0, 1.0 - err_fit / err_mean, np.nan)

@@ -1,0 +1,51 @@
+"""Life-cycle figure: magnitude (ER), direction (sign agreement) and held-out capability vs tokens."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+
+from icl_probe.plotting.common import CheckpointAxis, ModelData, no_data, qc_note, save, styles
+
+HELDOUT = (("induction_acc", "-", "induction"), ("ar_acc", ":", "assoc. recall"))
+
+
+def plot_lifecycle(models: list[ModelData], out_dir, name: str = "lifecycle"):
+    """Three panels against tokens (steps when token counts are absent).
+    Returns ([png, pdf], caption)."""
+    axis = CheckpointAxis(models, use_tokens=True)
+    sty = styles(models)
+    fig, axes = plt.subplots(3, 1, figsize=(7.5, 8.5), layout="constrained", sharex=True)
+    panels = (("error_reduction", "error reduction (digits)"),
+              ("sign_agreement", "sign agreement (fraction)"),
+              (None, "held-out accuracy (fraction)"))
+    for ax, (col, ylabel) in zip(axes, panels):
+        any_drawn = False
+        for md in models:
+            cols = [(c, ls, lab) for c, ls, lab in HELDOUT if c in md.table] if col is None \
+                else ([(col, None, None)] if col in md.table else [])
+            for c, ls, lab in cols:
+                kw = dict(sty[md.model])
+                if col is None:
+                    kw["linestyle"] = "--" if md.flagged else ls
+                if ax is not axes[0]:
+                    kw.pop("label")
+                ax.plot(axis.x(md), md.column(c), marker="o", markersize=2.5, **kw)
+                any_drawn = True
+        if not any_drawn:
+            no_data(ax, "no " + (col or "held-out accuracy") + " column")
+            continue
+        ax.set_ylabel(ylabel)
+        axis.apply(ax, label=ax is axes[-1])
+    axes[0].legend(fontsize=7, loc="upper left")
+    for c, ls, lab in HELDOUT:
+        axes[2].plot([], [], color="0.3", linestyle=ls, label=lab)
+    axes[2].legend(fontsize=7, loc="upper left")
+    axes[0].axhline(0, color="0.3", linewidth=0.8)
+    axes[0].set_title("Life cycle: magnitude, direction and held-out capability")
+    paths = save(fig, out_dir, name)
+    caption = (
+        "Life cycle of the mechanism. Error reduction (magnitude, digits), sign agreement (direction: "
+        "the fraction of layer updates that point toward the answer) and held-out capability (induction "
+        f"accuracy solid, associative-recall accuracy dotted) against {axis.label}, one line per model."
+        + qc_note(models))
+    return paths, caption
