@@ -242,16 +242,19 @@ def fetch_checkpoint(
     attempts: int = 5,
     backoff_s: float = 1.0,
     tokenizer_cache_dir: str | os.PathLike | None = None,
+    with_tokenizer: bool = False,
 ) -> dict:
     """Fetch config and weights of ``revision`` into ``dest_dir`` and write ``dest_dir/fetched.json``.
 
     ``manifest``: the resolved manifest (dict or path). ``endpoint`` defaults to the manifest's,
     then to ``HF_ENDPOINT``. ``tokenizer_cache_dir``: where :func:`fetch_tokenizer` put the
-    tokenizer, recorded in ``fetched.json`` for the loader.
+    tokenizer, recorded in ``fetched.json`` for the loader; ``with_tokenizer=True`` instead fetches
+    the tokenizer files (a few MB) into this checkpoint's own cache.
 
     Returns the ``fetched.json`` record: ``repo_id, revision, commit, source, format,
     cache_dir`` (pass to ``from_pretrained(..., cache_dir=, local_files_only=True)``), ``files``
-    (path, size, sha256), ``weight_sha256`` ({path: sha256}, for provenance), ``tokenizer_cache_dir``.
+    (path, size, sha256), ``weight_sha256`` ({path: sha256}, for provenance), ``tokenizer``
+    (``{repo_id, revision, cache_dir}`` to load it from, or None when not fetched here).
     Raises ``DuplicateCheckpointError`` for an entry flagged ``duplicate_of`` (never fetched).
     """
     manifest = load_manifest(manifest)
@@ -268,8 +271,9 @@ def fetch_checkpoint(
         "step": entry["step"], "tokens": entry["tokens"], "source": manifest["source"],
         "format": entry.get("format", "safetensors"), "files": entry["files"],
         "weight_sha256": {f["path"]: f["sha256"] for f in entry["files"]},
-        "tokenizer_cache_dir": None if tokenizer_cache_dir is None else str(tokenizer_cache_dir),
+        "tokenizer": None,
     }
+    tok = manifest.get("tokenizer") or {}
     if manifest["source"] == "local":
         cache_dir = Path(manifest["cache_dir"])
         on_disk = _local_files(cache_dir, repo_id, entry["commit"])
@@ -282,8 +286,8 @@ def fetch_checkpoint(
                     "sha256; the cache changed since the manifest was resolved: rebuild or resolve again"
                 )
         record.update(cache_dir=str(cache_dir), local=True)
-        if record["tokenizer_cache_dir"] is None:
-            record["tokenizer_cache_dir"] = str(cache_dir)
+        if tok:
+            record["tokenizer"] = {"repo_id": repo_id, "revision": tok["revision"], "cache_dir": str(cache_dir)}
     else:
         endpoint = endpoint or manifest.get("endpoint")
         cache_dir = dest_dir / "hub"
@@ -294,6 +298,12 @@ def fetch_checkpoint(
             snap = cache_repo_dir(cache_dir, repo_id) / "snapshots" / entry["commit"]
             _check_weights_only([snap / f["path"] for f in entry["files"]])
         record.update(cache_dir=str(cache_dir), local=False)
+        if with_tokenizer and tok:
+            record["tokenizer"] = fetch_tokenizer(manifest, dest_dir, endpoint=endpoint, token=token,
+                                                  attempts=attempts, backoff_s=backoff_s)
+        elif tokenizer_cache_dir is not None and tok:
+            record["tokenizer"] = {"repo_id": repo_id, "revision": tok["revision"],
+                                   "cache_dir": str(tokenizer_cache_dir)}
     write_json(dest_dir / FETCHED_NAME, record)
     return record
 

@@ -30,6 +30,7 @@ from icl_probe.hub.errors import (
 from icl_probe.hub.selection import select_revisions
 from icl_probe.hub.suites import (
     checkpoint_revisions,
+    default_tokens_per_step,
     parse_revision,
     read_branch_list,
     suite_info,
@@ -197,8 +198,8 @@ def resolve_model(
       ``"minisuite"`` (a Hub cache at ``cache_dir``; branches from its ``refs/``).
     - ``selection``: see :func:`icl_probe.hub.selection.select_revisions`.
     - ``branch_list``: the candidate branch names instead of all the source's branches: a list,
-      a path to a recorded list, or ``"recorded"`` for the list shipped with the package for
-      ``repo_id``. Every selected name must exist in the source (else ``RevisionNotFoundError``
+      a path to a recorded list, ``"recorded"`` for the list shipped with the package for
+      ``repo_id``, or ``None`` / ``"live"`` for the source's own branches. Every selected name must exist in the source (else ``RevisionNotFoundError``
       naming the closest).
     - ``tokens_per_step``: default from the suite table; names that carry T use it instead.
     - ``stage``: staged names (OLMo-2) kept; ``"default"`` = the suite's (1 for OLMo-2).
@@ -213,7 +214,7 @@ def resolve_model(
     if stage == "default":
         stage = info.default_stage
     if tokens_per_step is None:
-        tokens_per_step = info.tokens_per_step.get(repo_id)
+        tokens_per_step = default_tokens_per_step(suite, repo_id)
 
     if source in LOCAL_SOURCES:
         if cache_dir is None:
@@ -224,7 +225,7 @@ def resolve_model(
     else:
         raise ValueError(f"unknown source {source!r}: expected one of {', '.join(LOCAL_SOURCES + HUB_SOURCES)}")
 
-    if branch_list is None:
+    if branch_list is None or str(branch_list) == "live":
         candidates = list(branches)
     elif isinstance(branch_list, (str, os.PathLike)):
         candidates = read_branch_list(repo_id if str(branch_list) == "recorded" else branch_list)
@@ -274,7 +275,8 @@ def resolve_model(
     if entries:
         last = entries[-1]
         listing = listings[last["revision"]]
-        tok_files = [p for p in TOKENIZER_FILES if p in listing]
+        # config.json too: AutoTokenizer reads the model type from it to pick the tokenizer class
+        tok_files = [p for p in ("config.json",) + TOKENIZER_FILES if p in listing]
         tokenizer = {"revision": last["revision"], "commit": last["commit"], "files": [
             {"path": p, "size": listing[p]["size"],
              "oid": listing[p].get("oid") or git_blob_oid_file(listing[p]["path_on_disk"])}

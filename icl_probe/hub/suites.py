@@ -104,6 +104,7 @@ class SuiteInfo:
     name: str
     tokens_per_step: dict[str, int] = field(default_factory=dict)  # repo_id -> tokens per step
     default_stage: int | None = None
+    default_tokens_per_step: int | None = None  # for repos of the family not in the table
     # Documented alias pairs (original, alias): identical weights by design, not flagged as duplicates.
     aliases: tuple[tuple[str, str], ...] = ()
 
@@ -114,8 +115,8 @@ def _pythia_tokens() -> dict[str, int]:
 
 
 SUITES = {
-    "pythia": SuiteInfo("pythia", _pythia_tokens(), None, (("step0", "step1"),)),
-    "olmo2": SuiteInfo("olmo2", {OLMO2_REPOS[k]: v for k, v in OLMO2_TOKENS_PER_STEP.items()}, 1, ()),
+    "pythia": SuiteInfo("pythia", _pythia_tokens(), None, PYTHIA_TOKENS_PER_STEP, (("step0", "step1"),)),
+    "olmo2": SuiteInfo("olmo2", {OLMO2_REPOS[k]: v for k, v in OLMO2_TOKENS_PER_STEP.items()}, 1, None, ()),
 }
 
 
@@ -127,7 +128,12 @@ def suite_info(suite: str, repo_id: str | None = None) -> SuiteInfo:
         return SUITES["pythia"]
     if repo_id and repo_id.startswith("allenai/OLMo-2"):
         return SUITES["olmo2"]
-    return SuiteInfo(suite, {}, 1, ())
+    return SuiteInfo(suite, {}, 1, None, ())
+
+
+def default_tokens_per_step(suite: str, repo_id: str) -> int | None:
+    info = suite_info(suite, repo_id)
+    return info.tokens_per_step.get(repo_id, info.default_tokens_per_step)
 
 
 def tokens_for(revision: str, tokens_per_step: int | None) -> int | None:

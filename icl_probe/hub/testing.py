@@ -75,6 +75,7 @@ class HubStandIn:
     max_requests: int = 5000
     requests: list[tuple[str, str, int]] = field(default_factory=list)  # (method, path, status)
     faults: list[Fault] = field(default_factory=list)
+    range_requests: list[tuple[str, str]] = field(default_factory=list)  # (path, Range header)
     overflow: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _hash_cache: dict = field(default_factory=dict)
@@ -337,6 +338,8 @@ class _Handler(BaseHTTPRequestHandler):
         start, status = 0, 200
         rng = self.headers.get("Range")
         if rng:
+            with self.hub._lock:
+                self.hub.range_requests.append((path, rng))
             m = re.fullmatch(r"bytes=(\d+)-(\d*)", rng.strip())
             if m:
                 start = int(m.group(1))

@@ -1,0 +1,202 @@
+"""Fetching checkpoints through the local Hub stand-in: faults, hashes, disk, loading, release."""
+
+from __future__ import annotations
+
+import os
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+import torch
+
+from hub_fixtures import build_hub_cache, checkpoint_bytes
+from icl_probe.hub import fetch as fetch_mod
+from icl_probe.hub.errors import (
+    DuplicateCheckpointError,
+    FetchFailedError,
+    GatedRepoError,
+    HashMismatchError,
+    InsufficientDiskError,
+    RevisionNotFoundError,
+)
+from icl_probe.hub.fetch import dir_size, fetch_checkpoint, fetch_tokenizer, release_checkpoint
+from icl_probe.hub.resolve import probe_revisions, resolve_model
+from icl_probe.hub.testing import serve_hub
+from icl_probe.io import write_json
+
+REPO = "EleutherAI/pythia-tiny"
+GATED = "acme/gated-tiny"
+REVS = {"step0": 0, "step1": "=step0", "step2": 2, "step4": 4, "step8": "=step512", "step16": 16,
+        "step512": 512, "step1000": 1000}
+
+
+@pytest.fixture(scope="module")
+def hub_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hubcache") / "hub"
+    commits = build_hub_cache(root, REPO, REVS, main="step1000")
+    build_hub_cache(root, GATED, {"step0": 0, "step1000": 1000})
+    return root, commits
+
+
+@pytest.fixture()
+def hub(hub_root):
+    with serve_hub(hub_root[0], gated={GATED}, tokens={"hf_ok"}) as h:
+        yield h
+
+
+@pytest.fixture()
+def manifest(hub):
+    return resolve_model("pythia", "pythia-tiny", REPO, "hub", "all", None, endpoint=hub.endpoint)
+
+
+def _leftovers(dest: Path) -> list[str]:
+    """Files under ``dest`` other than complete, named blobs: partial downloads, temporaries."""
+    return [p.name for p in dest.rglob("*") if p.is_file() and (".incomplete" in p.name or p.name.endswith(".tmp"))]
+
+
+def _blobs(dest: Path) -> list[Path]:
+    return [p for p in dest.rglob("blobs/*") if p.is_file()]
+
+
+def _assert_loads_same_weights(record, hub_root, revision):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(REPO, revision=revision, cache_dir=record["cache_dir"],
+                                                 local_files_only=True)
+    ref = AutoModelForCausalLM.from_pretrained(REPO, revision=revision, cache_dir=hub_root[0], local_files_only=True)
+    for (k, a), (_, b) in zip(model.state_dict().items(), ref.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_fetch_then_from_pretrained_loads_the_checkpoint(hub, hub_root, manifest, tmp_path):
+    rec = fetch_checkpoint(manifest, "step2", tmp_path / "step2")
+    assert rec["commit"] == hub_root[1]["step2"]
+    assert (tmp_path / "step2" / "fetched.json").is_file()
+    fetched = {p.name for p in (Path(rec["cache_dir"])).rglob("snapshots/*/*")}
+    assert fetched == {"config.json", "generation_config.json", "model.safetensors"}  # nothing else
+    _assert_loads_same_weights(rec, hub_root, "step2")
+
+
+def test_fetch_is_resumable_per_file(hub, manifest, tmp_path):
+    dest = tmp_path / "step4"
+    fetch_checkpoint(manifest, "step4", dest)
+    n_get = hub.count("GET", "/resolve/")
+    fetch_checkpoint(manifest, "step4", dest)  # everything there and verified: no download
+    assert hub.count("GET", "/resolve/") == n_get
+    weights = next(p for p in dest.rglob("snapshots/*/model.safetensors"))
+    os.unlink(os.path.realpath(weights))  # an interrupted run lost the weights
+    fetch_checkpoint(manifest, "step4", dest)
+    assert hub.count("GET", "/resolve/") == n_get + 1  # only the missing file again
+
+
+@pytest.mark.parametrize("fault,times", [("5xx", 2), ("5xx_get", 3), ("drop", 1), ("truncate", 2)])
+def test_transient_faults_end_in_a_successful_retry(hub, hub_root, manifest, tmp_path, fault, times, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "DOWNLOAD_CHUNK_SIZE", 4096)  # so a dropped body resumes mid-file
+    hub.inject(fault, "model.safetensors", times=times)
+    rec = fetch_checkpoint(manifest, "step16", tmp_path / "step16", backoff_s=0.01)
+    assert all(f.times == 0 for f in hub.faults)  # the faults did happen
+    if fault == "drop":
+        assert any(p.endswith("model.safetensors") and r.startswith("bytes=") and r != "bytes=0-"
+                   for p, r in hub.range_requests)  # resumed with a Range request, not restarted
+    assert _leftovers(tmp_path) == []
+    _assert_loads_same_weights(rec, hub_root, "step16")
+
+
+def test_persistent_failure_is_a_clear_error_with_no_partial_file(hub, manifest, tmp_path):
+    hub.inject("5xx_get", "model.safetensors", times=100)
+    with pytest.raises(FetchFailedError, match="3 attempts"):
+        fetch_checkpoint(manifest, "step16", tmp_path / "s", attempts=3, backoff_s=0.01)
+    assert hub.count("GET", "model.safetensors") == 3  # bounded
+    assert _leftovers(tmp_path) == []
+    assert not list(tmp_path.rglob("model.safetensors"))
+
+
+def test_wrong_hash_removes_the_file(hub, manifest, tmp_path):
+    hub.inject("corrupt", "model.safetensors", times=1)
+    dest = tmp_path / "step512"
+    with pytest.raises(HashMismatchError, match="removed"):
+        fetch_checkpoint(manifest, "step512", dest, backoff_s=0.01)
+    assert not list(dest.rglob("model.safetensors"))
+    entry = next(e for e in manifest["revisions"] if e["revision"] == "step512")
+    assert not any(p.name == entry["files"][0]["sha256"] for p in _blobs(dest))
+    assert _leftovers(tmp_path) == [] and not (dest / "fetched.json").exists()
+    fetch_checkpoint(manifest, "step512", dest)  # the next run fetches it cleanly
+    assert (dest / "fetched.json").exists()
+
+
+def test_not_enough_disk_is_checked_before_downloading(hub, manifest, tmp_path, monkeypatch):
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(fetch_mod.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(InsufficientDiskError, match="not enough free disk") as err:
+        fetch_checkpoint(manifest, "step2", tmp_path / "step2")
+    assert "KiB" in str(err.value) and "1000 B free" in str(err.value)
+    assert hub.count(contains="/resolve/") == 0
+    assert not list(tmp_path.rglob("*.safetensors"))
+
+
+def test_duplicates_are_never_fetched(hub, manifest, tmp_path):
+    assert "step8" not in probe_revisions(manifest)
+    with pytest.raises(DuplicateCheckpointError, match="step512"):
+        fetch_checkpoint(manifest, "step8", tmp_path / "step8")
+    assert hub.count(contains="/resolve/") == 0
+
+
+def test_revision_not_in_manifest(manifest, tmp_path):
+    with pytest.raises(RevisionNotFoundError) as err:
+        fetch_checkpoint(manifest, "step3", tmp_path / "x")
+    assert {"step2", "step4"} & set(err.value.closest)
+
+
+def test_gated_repo_fetch_needs_a_token(hub, tmp_path):
+    m = resolve_model("g", "g", GATED, "hub", "all", None, endpoint=hub.endpoint, token="hf_ok")
+    with pytest.raises(GatedRepoError, match="HF_TOKEN"):
+        fetch_checkpoint(m, "step0", tmp_path / "g", token=False)
+    assert not list(tmp_path.rglob("*.safetensors"))
+    fetch_checkpoint(m, "step0", tmp_path / "g", token="hf_ok")
+
+
+def test_tokenizer_fetched_once_and_loadable(hub, manifest, tmp_path):
+    from transformers import AutoTokenizer
+
+    tok = fetch_tokenizer(manifest, tmp_path / "tokenizer")
+    t = AutoTokenizer.from_pretrained(tok["repo_id"], revision=tok["revision"], cache_dir=tok["cache_dir"],
+                                      local_files_only=True)
+    assert t.eos_token == "<|endoftext|>"
+    rec = fetch_checkpoint(manifest, "step2", tmp_path / "step2", with_tokenizer=True)
+    assert rec["tokenizer"]["revision"] == manifest["tokenizer"]["revision"]
+
+
+def test_local_source_fetch_is_a_no_op(hub_root, tmp_path):
+    root, commits = hub_root
+    m = resolve_model("mini", "p", REPO, "local", "log:3", None, cache_dir=root)
+    before = dir_size(root)
+    rec = fetch_checkpoint(m, "step0", tmp_path / "step0")
+    assert rec["cache_dir"] == str(root) and rec["local"] is True
+    assert release_checkpoint(tmp_path / "step0") == 0
+    assert dir_size(root) == before
+    assert not (tmp_path / "step0" / "hub").exists()
+
+
+def test_sweep_disk_stays_below_two_checkpoints(hub, hub_root, manifest, tmp_path):
+    """Fetch -> load ("probe") -> write a result -> release, over every probed checkpoint."""
+    from transformers import AutoModelForCausalLM
+
+    root, commits = hub_root
+    one = max(checkpoint_bytes(root, REPO, commits[r]) for r in probe_revisions(manifest))
+    resources, results = tmp_path / "resources", tmp_path / "results"
+    peak = 0
+    for rev in probe_revisions(manifest):
+        dest = resources / rev
+        rec = fetch_checkpoint(manifest, rev, dest)
+        model = AutoModelForCausalLM.from_pretrained(REPO, revision=rev, cache_dir=rec["cache_dir"],
+                                                     local_files_only=True)
+        write_json(results / rev / "probe.json", {"n_params": sum(p.numel() for p in model.parameters())})
+        peak = max(peak, dir_size(resources) + dir_size(results))
+        freed = release_checkpoint(dest)
+        assert freed >= checkpoint_bytes(root, REPO, commits[rev])
+        assert not (dest / "hub").exists() and (dest / "fetched.json").exists()
+    assert peak < 2 * one + dir_size(results)
+    remaining = [p.name for p in resources.rglob("*") if p.is_file()]
+    assert set(remaining) == {"fetched.json"}  # only the records remain
