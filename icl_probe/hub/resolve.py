@@ -235,6 +235,9 @@ def resolve_model(
         validate_revision(name)
     candidates = checkpoint_revisions(candidates, stage=stage)
     selected = select_revisions(candidates, selection, repo_id=repo_id)
+    recorded_as = {}
+    if branch_list is not None and str(branch_list) != "live":
+        selected, recorded_as = _match_recorded(selected, branches)
     for name in selected:
         if name not in branches:
             raise revision_not_found(repo_id, name, checkpoint_revisions(branches, stage=None) or list(branches))
@@ -269,6 +272,8 @@ def resolve_model(
             "commit": commit, "format": fmt, "files": files, "aux_files": aux,
             "duplicate_of": None, "alias_of": None,
         })
+        if name in recorded_as:
+            entries[-1]["recorded_as"] = recorded_as[name]
     flag_duplicates(entries, info.aliases)
 
     tokenizer = None
@@ -298,6 +303,32 @@ def resolve_model(
     if out_path is not None:
         write_json(out_path, manifest)
     return manifest
+
+
+def _match_recorded(selected: list[str], branches: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """Map recorded names missing from the source onto its branch of the same (stage, step).
+
+    OLMo-2's T is rounded, so a recorded or constructed name can differ from the Hub's in T alone.
+    Returns the names to use and ``{source name: recorded name}`` for those substituted; a name
+    with no unique same-(stage, step) branch is left as is (and reported as missing).
+    """
+    by_key: dict[tuple, list[str]] = {}
+    for b in branches:
+        try:
+            step, _, st = parse_revision(b)
+        except ValueError:
+            continue
+        by_key.setdefault((st, step), []).append(b)
+    out, renamed = [], {}
+    for name in selected:
+        if name not in branches:
+            step, _, st = parse_revision(name)
+            same = by_key.get((st, step), [])
+            if len(same) == 1:
+                renamed[same[0]] = name
+                name = same[0]
+        out.append(name)
+    return out, renamed
 
 
 def flag_duplicates(entries: list[dict], aliases: Sequence[tuple[str, str]] = ()) -> None:
