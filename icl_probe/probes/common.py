@@ -16,10 +16,17 @@ from typing import Callable, Sequence
 import numpy as np
 
 
+def _spread_floor(v: np.ndarray) -> float:
+    """Sum of squares below which ``v`` counts as constant (rounding noise only)."""
+    scale = max(1.0, float(np.abs(v).max()))
+    return v.size * (1e-12 * scale) ** 2
+
+
 def ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
     """Least squares ``y ~ slope * x + intercept``; returns (slope, intercept, r, r2).
 
-    ``x, y [N]``. NaN everywhere when x has no spread; r (Pearson) is NaN when y has none.
+    ``x, y [N]``. NaN everywhere when x has no spread; r (Pearson) is NaN when y has none
+    (spread below rounding noise, 1e-12 relative, counts as none).
     """
     x = np.asarray(x, dtype=np.float64).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()
@@ -27,11 +34,11 @@ def ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
         return (np.nan,) * 4
     xc, yc = x - x.mean(), y - y.mean()
     sxx, syy, sxy = float(xc @ xc), float(yc @ yc), float(xc @ yc)
-    if sxx <= 0:
+    if sxx <= _spread_floor(x):
         return (np.nan,) * 4
     slope = sxy / sxx
     intercept = float(y.mean() - slope * x.mean())
-    r = sxy / np.sqrt(sxx * syy) if syy > 0 else np.nan
+    r = sxy / np.sqrt(sxx * syy) if syy > _spread_floor(y) else np.nan
     return float(slope), intercept, float(r), float(r * r)
 
 

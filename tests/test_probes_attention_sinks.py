@@ -1,0 +1,60 @@
+"""Attention sinks: constructed attention arrays and an end-to-end constructed model."""
+
+import numpy as np
+import pytest
+
+from conftest import make_model, sink_gpt2
+from icl_probe.lens import Lens
+from icl_probe.probes.attention_sinks import first_token_attention, sink_metrics
+from icl_probe.runner import collect_sinks
+
+
+def causal_uniform(T):
+    a = np.tril(np.ones((T, T)))
+    return a / a.sum(-1, keepdims=True)
+
+
+def test_first_token_attention():
+    T = 5
+    attn = np.zeros((2, 2, T, T))  # [S, H, T, T]
+    attn[:, 0, :, 0] = 1.0  # head 0: all on the first token
+    attn[:, 1] = causal_uniform(T)  # head 1: uniform over the prefix
+    alpha = first_token_attention(attn)  # [H, S]
+    np.testing.assert_allclose(alpha[0], [1.0, 1.0])
+    np.testing.assert_allclose(alpha[1], np.mean([1 / (t + 1) for t in range(1, T)]))
+
+
+def test_sink_metrics_by_hand():
+    alpha = np.array([[[0.1, 0.3], [0.0, 0.2]],   # layer 1: heads 0.2, 0.1
+                      [[0.5, 0.5], [0.2, 0.2]],   # layer 2: 0.5, 0.2
+                      [[0.9, 0.7], [0.6, 0.6]]])  # layer 3: 0.8, 0.6   [L=3, H=2, S=2]
+    m = sink_metrics(alpha, eps=0.3)
+    np.testing.assert_allclose(m["alpha"], [[0.2, 0.1], [0.5, 0.2], [0.8, 0.6]])
+    np.testing.assert_allclose(m["sink_frac"], [0.15, 0.35, 0.7])
+    assert m["sink_rate_eps"] == pytest.approx(100 * 3 / 6)
+    assert m["late_early_ratio"] == pytest.approx(0.7 / 0.15)  # ceil(3/3) = 1 layer each
+
+
+def test_late_early_uses_ceil_third():
+    sink_frac = np.array([1.0, 2.0, 3.0, 4.0, 5.0])  # L = 5 -> 2 layers each
+    alpha = np.repeat(sink_frac[:, None, None], 3, axis=1)
+    m = sink_metrics(alpha, eps=10)
+    assert m["late_early_ratio"] == pytest.approx(4.5 / 1.5)
+    assert m["sink_rate_eps"] == 0.0
+
+
+def test_constructed_sink_layer_end_to_end():
+    model = sink_gpt2(layer=0)
+    seqs = [[20 + (7 * i + 3 * t) % 200 for t in range(12)] for i in range(4)]
+    (seed,) = collect_sinks(Lens(model), {"sets": [{"seed": 0, "sequences": seqs}]}, batch_size=3, pad_id=1)
+    m = sink_metrics(seed["alpha"])
+    assert m["sink_frac"][0] == pytest.approx(1.0, abs=1e-4)
+    assert m["sink_frac"][1] < 0.9
+    assert m["alpha"].shape == (3, 4)
+
+
+def test_unconstructed_model_is_not_a_sink():
+    seqs = [[20 + t for t in range(12)]]
+    (seed,) = collect_sinks(Lens(make_model("gpt2")), {"sets": [{"seed": 0, "sequences": seqs}]},
+                            batch_size=3, pad_id=1)
+    assert sink_metrics(seed["alpha"])["sink_frac"][0] < 0.9

@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+from scipy import stats
+
+from icl_probe.probes.common import ols, rankdata, spearman, summarise
+
+
+def test_ols_against_polyfit():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=50), rng.normal(size=50)
+    slope, intercept, r, r2 = ols(x, y)
+    np.testing.assert_allclose([slope, intercept], np.polyfit(x, y, 1))
+    assert r == pytest.approx(stats.pearsonr(x, y).statistic) and r2 == pytest.approx(r * r)
+    assert all(np.isnan(ols(np.ones(4), y[:4])))
+    assert np.isnan(ols(x[:4], np.ones(4))[2])
+
+
+def test_rank_and_spearman_against_scipy():
+    a = np.array([3.0, 1.0, 3.0, 2.0, 2.0, 2.0, 7.0])
+    np.testing.assert_allclose(rankdata(a), stats.rankdata(a))
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 4, 40), rng.normal(size=40)
+    assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic)
+
+
+def _mean_metric(v, w):
+    return {"m": float(np.mean(v)), "w_fixed": float(w.sum()), "curve": np.array([np.mean(v), 1.0])}
+
+
+def test_summarise_seeds_and_bootstrap():
+    inputs = [{"v": np.array([1.0, 2.0, 3.0]), "w": np.array([1.0])},
+              {"v": np.array([3.0, 5.0, 7.0]), "w": np.array([2.0])}]
+    out = summarise(_mean_metric, inputs, {"v": 0, "w": None}, scalars=["m", "w_fixed"], per_layer=["curve"],
+                    n_boot=200, rng_seed=0)
+    s = out["scalars"]
+    assert out["per_seed"]["m"] == [2.0, 5.0]
+    assert s["m"] == 3.5 and s["m_std"] == pytest.approx(1.5)  # population std
+    lo, hi = s["m_ci"]
+    assert 2.0 <= lo <= 3.5 <= hi <= 6.0
+    assert s["w_fixed_ci"] == [1.5, 1.5]  # not resampled
+    assert out["per_layer"]["curve"] == [3.5, 1.0]
+    again = summarise(_mean_metric, inputs, {"v": 0, "w": None}, scalars=["m", "w_fixed"], n_boot=200, rng_seed=0)
+    assert again["scalars"] == s  # deterministic
+
+
+def test_summarise_null_values():
+    def metric(v):
+        return {"x": None if v[0] < 0 else float(v.mean())}
+
+    out = summarise(metric, [{"v": np.array([-1.0])}, {"v": np.array([2.0])}], {"v": 0}, scalars=["x"], n_boot=10)
+    assert out["per_seed"]["x"][0] != out["per_seed"]["x"][0]  # NaN
+    assert out["scalars"]["x"] == 2.0 and out["scalars"]["x_std"] == 0.0
+    out = summarise(metric, [{"v": np.array([-1.0])}], {"v": 0}, scalars=["x"], n_boot=10)
+    assert out["scalars"]["x"] is None and out["scalars"]["x_ci"] == [None, None]
+
+
+def test_summarise_rejects_ragged_prompt_axes():
+    with pytest.raises(ValueError, match="number of prompts"):
+        summarise(lambda a, b: {"x": 0.0}, [{"a": np.zeros(3), "b": np.zeros(4)}], {"a": 0, "b": 0},
+                  scalars=["x"], n_boot=2)

@@ -1,0 +1,99 @@
+"""GD readout: every row of the spec's table on hand-computed examples."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from icl_probe.probes.gd_readout import SCALARS, expected_digit, gd_metrics
+
+
+def test_expected_digit():
+    assert expected_digit(np.zeros(10)) == pytest.approx(4.5)
+    z = np.full((2, 10), -50.0)
+    z[0, 7] = z[1, 2] = 50.0
+    np.testing.assert_allclose(expected_digit(z), [7.0, 2.0])
+    z = np.zeros(10)
+    z[[3, 5]] = 100.0
+    assert expected_digit(z) == pytest.approx(4.0)
+
+
+def halving_example():
+    """Two prompts, L = 2; the residual halves at every layer."""
+    y_star = np.array([4.0, 2.0])
+    y_hat = np.array([[0.0, 0.0], [2.0, 1.0], [3.0, 1.5]])  # r = [4,2], [2,1], [1,.5]
+    x_ctx = np.array([[1.0, 2.0], [0.0, 3.0]])
+    return y_hat, y_star, x_ctx
+
+
+def test_hand_computed_halving():
+    m = gd_metrics(*halving_example())
+    np.testing.assert_allclose(m["mean_err"], [3.0, 1.5, 0.75])
+    assert m["mean_err_embed"] == 3.0 and m["mean_err_final"] == 0.75
+    assert m["error_reduction"] == pytest.approx(2.25)
+    # dy = 0.5 r exactly
+    assert m["slope_alpha"] == pytest.approx(0.5)
+    assert m["intercept"] == pytest.approx(0.0, abs=1e-12)
+    assert m["r"] == pytest.approx(1.0) and m["r2"] == pytest.approx(1.0)
+    assert m["sign_agreement"] == 1.0
+    assert m["rho_pred"] == pytest.approx(0.5)
+    assert m["rho_obs"] == pytest.approx(0.5)
+    assert m["rate_rel_error"] == pytest.approx(0.0, abs=1e-12)
+    assert m["contracting_frac"] == 1.0
+    # pooled l = [0,0,1,1,2,2], -abs r = [-4,-2,-2,-1,-1,-0.5]
+    ref = stats.spearmanr([0, 0, 1, 1, 2, 2], [-4, -2, -2, -1, -1, -0.5]).statistic
+    assert m["depth_rho"] == pytest.approx(ref)
+    assert np.isnan(m["curvature_corr"])  # both prompts contract at 0.5: no spread in rho_p
+    assert set(SCALARS) <= set(m)
+
+
+def test_sign_agreement_skips_zero_moves_and_contracting_frac():
+    y_star = np.array([2.0])
+    y_hat = np.array([[0.0], [3.0], [3.0], [4.0]])  # r = 2, -1, -1, -2; dy = 3, 0, 1
+    m = gd_metrics(y_hat, y_star, np.zeros((1, 2)))
+    assert m["sign_agreement"] == 0.5  # l=0 agrees, l=1 skipped (dy=0), l=2 disagrees
+    assert m["contracting_frac"] == 0.0  # abs r_L = abs r_0
+    assert m["error_reduction"] == 0.0
+    slope, intercept = np.polyfit([2.0, -1.0, -1.0], [3.0, 0.0, 1.0], 1)
+    assert m["slope_alpha"] == pytest.approx(slope) and m["intercept"] == pytest.approx(intercept)
+    assert m["r"] == pytest.approx(np.corrcoef([2.0, -1.0, -1.0], [3.0, 0.0, 1.0])[0, 1])
+
+
+def test_rates_and_curvature():
+    rho = np.array([0.5, 0.25, 0.8])
+    c = np.array([3.0, 1.0, 2.0])
+    L = 4
+    r = c[None, :] * rho[None, :] ** np.arange(L + 1)[:, None]
+    y_star = np.array([9.0, 5.0, 7.0])
+    y_hat = y_star[None, :] - r
+    x_ctx = np.array([[1.0, 0.0], [2.0, 0.0], [1.0, 1.0]])  # a_p = 1, 4, 2
+    m = gd_metrics(y_hat, y_star, x_ctx)
+    assert m["curvature_corr"] == pytest.approx(np.corrcoef([1.0, 4.0, 2.0], rho)[0, 1])
+    # pooled log-linear slope of log|r| = log c_p + l log rho_p is mean(log rho_p)
+    assert m["rho_obs"] == pytest.approx(np.exp(np.log(rho).mean()))
+    l = np.repeat(np.arange(L), 3)
+    slope = np.polyfit(r[:-1].ravel(), np.diff(y_hat, axis=0).ravel(), 1)[0]
+    assert m["slope_alpha"] == pytest.approx(slope)
+    assert m["rate_rel_error"] == pytest.approx(abs(1 - slope - m["rho_obs"]) / m["rho_obs"])
+    assert m["depth_rho"] == pytest.approx(
+        stats.spearmanr(np.repeat(np.arange(L + 1), 3), -np.abs(r).ravel()).statistic)
+    assert l.size == 12
+
+
+def test_log_fit_skips_exact_answers():
+    y_star = np.array([4.0, 4.0])
+    y_hat = np.array([[0.0, 2.0], [2.0, 4.0], [3.0, 4.0]])  # prompt 2 reaches r = 0
+    m = gd_metrics(y_hat, y_star, np.array([[1.0], [2.0]]))
+    # kept points: (0, log 4), (1, log 2), (2, log 1), (0, log 2)
+    s = np.polyfit([0, 1, 2, 0], np.log([4.0, 2.0, 1.0, 2.0]), 1)[0]
+    assert m["rho_obs"] == pytest.approx(np.exp(s))
+    assert np.isfinite(m["rho_obs"])
+    assert np.isnan(m["curvature_corr"])  # prompt 2 has a single usable layer
+
+
+def test_identity_forward_pass_gives_zero_reduction():
+    y_hat = np.tile(np.array([[3.0, 5.0, 1.0]]), (4, 1))
+    m = gd_metrics(y_hat, np.array([4.0, 4.0, 4.0]), np.ones((3, 2)))
+    assert m["error_reduction"] == 0.0
+    assert m["slope_alpha"] == 0.0 and np.isnan(m["r"])  # dy = 0 everywhere
+    assert np.isnan(m["sign_agreement"])  # no layer moves
+    assert m["contracting_frac"] == 0.0

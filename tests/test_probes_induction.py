@@ -1,0 +1,64 @@
+"""Induction: every row of the spec's table on hand-computed examples."""
+
+import numpy as np
+import pytest
+
+from icl_probe.probes.induction import (
+    first_block_positions, induction_metrics, prefix_positions, query_positions, surprisal_curve,
+)
+
+
+def test_positions():
+    m = 4
+    seq = ["a", "b", "c", "d", "a", "b", "c", "d"]
+    q = query_positions(m)
+    assert q.tolist() == [4, 5, 6]
+    # the token after the earlier occurrence of x_t is the target x_{t+1}
+    assert [seq[s] for s in prefix_positions(m)] == [seq[t + 1] for t in q]
+    assert first_block_positions(m).tolist() == [0, 1, 2]
+
+
+def test_surprisal_curve_by_hand():
+    e = np.array([4.0, 5.0, 2.0, 1.0, 1.5])
+    out = surprisal_curve(e)
+    assert out["total_contraction"] == pytest.approx(0.25)
+    assert out["monotone_improve_frac"] == 0.5  # 5->2 and 2->1 fall, 4->5 and 1->1.5 do not
+    slope = np.polyfit([1, 2, 3], np.log([5.0, 2.0, 1.0]), 1)[0]
+    assert out["rho2_per_layer"] == pytest.approx(np.exp(2 * slope))
+    assert out["geometric_fit_r2"] == pytest.approx(np.corrcoef([1, 2, 3], np.log([5.0, 2.0, 1.0]))[0, 1] ** 2)
+
+
+def test_geometric_decay_is_recovered():
+    e = 6.0 * 0.7 ** np.arange(6)
+    out = surprisal_curve(e)
+    assert out["rho2_per_layer"] == pytest.approx(0.49)
+    assert out["geometric_fit_r2"] == pytest.approx(1.0)
+    assert out["monotone_improve_frac"] == 1.0
+
+
+@pytest.mark.parametrize("e", [[5.0, 3.0], [3.0, 4.0, 2.0], [1.0, 2.0, 3.0], [2.0, 2.0, 2.0]])
+def test_null_rule(e):
+    out = surprisal_curve(np.array(e))
+    assert out["rho2_per_layer"] is None and out["geometric_fit_r2"] is None
+
+
+def test_flat_surprisal():
+    out = surprisal_curve(np.full(4, 3.0))
+    assert out["total_contraction"] == 1.0 and out["monotone_improve_frac"] == 0.0
+
+
+def test_induction_metrics_by_hand():
+    surprisal = np.array([[4.0, 6.0], [2.0, 4.0], [1.0, 1.0]])  # [L+1=3, S=2]
+    final_logp = np.array([-1.0, -1.0])
+    final_correct = np.array([0.5, 1.0])
+    loss_first = np.array([5.0, 7.0])
+    prefix = np.array([[[0.2, 0.4], [0.0, 1.0]], [[0.5, 0.5], [0.9, 0.7]]])  # [L=2, H=2, S=2]
+    m = induction_metrics(surprisal, final_logp, final_correct, loss_first, prefix)
+    np.testing.assert_allclose(m["surprisal"], [5.0, 3.0, 1.0])
+    assert m["total_contraction"] == pytest.approx(0.2)
+    slope = np.polyfit([0, 1, 2], np.log([5.0, 3.0, 1.0]), 1)[0]  # argmax 0, argmin 2: fit 3 layers
+    assert m["rho2_per_layer"] == pytest.approx(np.exp(2 * slope))
+    assert m["induction_acc"] == 0.75 and m["induction_logp"] == -1.0
+    assert m["icl_score"] == pytest.approx(6.0 - 1.0)
+    np.testing.assert_allclose(m["prefix_matching"], [[0.3, 0.5], [0.5, 0.8]])
+    assert m["monotone_improve_frac"] == 1.0
