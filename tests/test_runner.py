@@ -1,0 +1,135 @@
+"""The checkpoint runner: one load, four probes, result files in the ARCHITECTURE.md format."""
+
+import json
+
+import numpy as np
+import pytest
+import transformers
+
+from conftest import make_model, make_tokenizer, zero_blocks
+from icl_probe.arch import UnsupportedArchitectureError
+from icl_probe.probes import associative_recall, attention_sinks, gd_readout, induction
+from icl_probe.prompts import PromptError, PromptTooLongError
+from icl_probe.runner import make_prompts, probe_checkpoint
+
+SCALARS = {"gd_readout": gd_readout.SCALARS, "induction": induction.SCALARS,
+           "attention_sinks": attention_sinks.SCALARS, "associative_recall": associative_recall.SCALARS}
+
+
+@pytest.fixture
+def prompts_path(saved_model, small_settings, tmp_path):
+    return make_prompts(str(saved_model), None, tmp_path / "prompts.json", small_settings)
+
+
+@pytest.fixture
+def count_loads(monkeypatch):
+    calls = []
+    original = transformers.AutoModelForCausalLM.from_pretrained
+
+    def counting(*args, **kwargs):
+        calls.append((args, kwargs))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", counting)
+    return calls
+
+
+def _strip(record):
+    return {k: v for k, v in record.items() if k not in ("timing", "provenance")}
+
+
+def test_probe_checkpoint_writes_every_probe_once(saved_model, small_settings, tmp_path, count_loads):
+    prompts = make_prompts(str(saved_model), None, tmp_path / "prompts.json", small_settings)
+    assert count_loads == []  # prompts need the tokenizer and config only
+    out = probe_checkpoint(str(saved_model), "step128", tmp_path / "out", small_settings, prompts,
+                           provenance={"commit": "c" * 40, "weight_sha256": {"model.safetensors": "f" * 64}},
+                           tokens=262144, suite="mini", model="pythia-s")
+    assert len(count_loads) == 1  # one model load for all four probes
+    assert count_loads[0][1]["revision"] == "step128" and "trust_remote_code" not in count_loads[0][1]
+    assert set(out) == set(SCALARS)
+    sha = json.loads(prompts.read_text())["prompts_sha256"]
+    for probe, path in out.items():
+        assert path == tmp_path / "out" / f"{probe}.json"
+        r = json.loads(path.read_text())
+        assert r["schema_version"] == 1 and r["probe"] == probe
+        assert (r["model"], r["suite"], r["revision"], r["step"], r["tokens"]) == (
+            "pythia-s", "mini", "step128", 128, 262144)
+        p = r["provenance"]
+        assert p["prompts_sha256"] == sha and p["commit"] == "c" * 40 and p["device"] == "cpu"
+        assert p["dtype"] == "float32" and p["transformers"] == transformers.__version__
+        assert {"torch", "icl_probe", "weight_sha256"} <= set(p)
+        assert r["settings"]["seeds"] == [42, 7] and r["settings"]["bootstrap"] == 50
+        for name in SCALARS[probe]:
+            assert {name, f"{name}_std", f"{name}_ci"} <= set(r["scalars"])
+            assert len(r["per_seed"][name]) == 2
+        assert "seconds" in r["timing"]
+    gd = json.loads(out["gd_readout"].read_text())
+    assert len(gd["per_layer"]["mean_err"]) == 4  # L + 1
+    ind = json.loads(out["induction"].read_text())
+    assert len(ind["per_layer"]["surprisal"]) == 4
+    assert np.shape(ind["per_head"]["prefix_matching"]) == (3, 4)  # [L, H]
+    sinks = json.loads(out["attention_sinks"].read_text())
+    assert len(sinks["per_layer"]["sink_frac"]) == 3 and np.shape(sinks["per_head"]["alpha"]) == (3, 4)
+
+
+def test_results_are_deterministic(saved_model, small_settings, prompts_path, tmp_path):
+    a = probe_checkpoint(str(saved_model), None, tmp_path / "a", small_settings, prompts_path)
+    b = probe_checkpoint(str(saved_model), None, tmp_path / "b", small_settings, prompts_path)
+    for probe in a:
+        ra, rb = json.loads(a[probe].read_text()), json.loads(b[probe].read_text())
+        assert json.dumps(_strip(ra), sort_keys=True) == json.dumps(_strip(rb), sort_keys=True)
+
+
+def test_blocks_that_add_nothing(small_settings, prompts_path, tmp_path):
+    model = zero_blocks(make_model("gpt_neox"))
+    out = probe_checkpoint("local/zero", None, tmp_path, small_settings, prompts_path,
+                           loaded=(model, make_tokenizer()))
+    gd = json.loads(out["gd_readout"].read_text())
+    assert gd["scalars"]["error_reduction"] == pytest.approx(0.0, abs=1e-6)
+    assert np.ptp(gd["per_layer"]["mean_err"]) == pytest.approx(0.0, abs=1e-6)
+    ind = json.loads(out["induction"].read_text())
+    assert np.ptp(ind["per_layer"]["surprisal"]) == pytest.approx(0.0, abs=1e-5)
+    assert ind["scalars"]["total_contraction"] == pytest.approx(1.0, abs=1e-6)
+    assert ind["scalars"]["rho2_per_layer"] is None
+
+
+@pytest.mark.parametrize("model_type", ["olmo2", "gpt2"])
+def test_other_architectures_run(model_type, small_settings, prompts_path, tmp_path):
+    out = probe_checkpoint(f"local/{model_type}", None, tmp_path, small_settings, prompts_path,
+                           loaded=(make_model(model_type), make_tokenizer()))
+    r = json.loads(out["gd_readout"].read_text())
+    assert np.isfinite(r["scalars"]["mean_err_final"])
+
+
+def test_enabled_subset(saved_model, small_settings, tmp_path):
+    settings = dict(small_settings, enabled=["associative_recall"])
+    prompts = make_prompts(str(saved_model), None, tmp_path / "p.json", settings)
+    out = probe_checkpoint(str(saved_model), None, tmp_path / "o", settings, prompts)
+    assert list(out) == ["associative_recall"]
+
+
+def test_settings_changed_since_prompts(saved_model, small_settings, prompts_path, tmp_path):
+    changed = dict(small_settings, seeds=[1])
+    with pytest.raises(PromptError, match="other probe settings"):
+        probe_checkpoint(str(saved_model), None, tmp_path, changed, prompts_path)
+
+
+def test_prompt_longer_than_context(small_settings, prompts_path, tmp_path):
+    model = make_model("gpt_neox", max_position_embeddings=14)
+    with pytest.raises(PromptTooLongError, match=r"induction: a prompt is 16 tokens.* = 14"):
+        probe_checkpoint("local/short", None, tmp_path, small_settings, prompts_path,
+                         loaded=(model, make_tokenizer()))
+
+
+def test_make_prompts_checks_context(saved_model, small_settings, tmp_path):
+    settings = dict(small_settings, induction={"block_len": 100, "n_sequences": 2})
+    with pytest.raises(PromptTooLongError, match="induction: a prompt is 200 tokens.*= 160"):
+        make_prompts(str(saved_model), None, tmp_path / "p.json", settings)
+
+
+def test_unsupported_architecture(small_settings, prompts_path, tmp_path):
+    cfg = transformers.GPTJConfig(vocab_size=314, n_embd=32, n_layer=1, n_head=4, n_positions=160, rotary_dim=4)
+    model = transformers.AutoModelForCausalLM.from_config(cfg)
+    with pytest.raises(UnsupportedArchitectureError, match="GPTJForCausalLM.*gpt_neox"):
+        probe_checkpoint("local/gptj", None, tmp_path, small_settings, prompts_path,
+                         loaded=(model, make_tokenizer()))
