@@ -169,3 +169,32 @@ def test_flag_duplicates_partial_shard_overlap_and_aliases():
     assert got["step1000"] == (None, None)
     assert got["step50000"] == ("step143000", None)
     assert got["step143000"] == (None, None)
+
+
+def test_recorded_names_matched_by_stage_and_step(hub, tmp_path):
+    listing = tmp_path / "olmo.txt"
+    listing.write_text("stage1-step0-tokens0B\nstage1-step1000-tokens2B\n")  # T rounded differently
+    m = resolve_model("olmo2", "o", OLMO, "hub", "all", None, endpoint=hub.endpoint, branch_list=listing)
+    e = m["revisions"][1]
+    assert e["revision"] == "stage1-step1000-tokens3B" and e["recorded_as"] == "stage1-step1000-tokens2B"
+    assert e["tokens"] == 3_000_000_000  # the source's name decides
+
+
+def test_preset_path_recorded_pythia_list_over_http(tmp_path):
+    """presets/pythia.yaml's way: the shipped list, log:12, checked against the (stand-in) Hub."""
+    from icl_probe.hub.selection import select_revisions
+    from icl_probe.hub.suites import checkpoint_revisions, read_branch_list
+
+    repo = "EleutherAI/pythia-14m"
+    wanted = select_revisions(checkpoint_revisions(read_branch_list(repo)), "log:12")
+    root = tmp_path / "hub"
+    build_hub_cache(root, repo, {r: i for i, r in enumerate(wanted)} | {"main": "=step143000"}, tokenizer=False)
+    with serve_hub(root) as h:
+        m = resolve_model("pythia", "pythia-14m", repo, "hub", "log:12", tmp_path / "m.json",
+                          endpoint=h.endpoint, branch_list="recorded")
+        assert [e["revision"] for e in m["revisions"]] == wanted
+        assert all(e["duplicate_of"] is None for e in m["revisions"])
+        assert h.count(contains="/tree/") == 12
+        with pytest.raises(RevisionNotFoundError):  # a name the Hub lacks is an error, not skipped
+            resolve_model("pythia", "pythia-14m", repo, "hub", ["step1000"], None, endpoint=h.endpoint,
+                          branch_list="recorded")

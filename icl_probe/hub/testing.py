@@ -404,7 +404,11 @@ def serve_hub(
     hub.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    watchdog = threading.Timer(lifetime_s, server.shutdown)
+    def _stop():
+        server.shutdown()
+        server.server_close()
+
+    watchdog = threading.Timer(lifetime_s, _stop)
     watchdog.daemon = True
     watchdog.start()
     try:
