@@ -134,14 +134,15 @@ def _forecasts(models: list[ModelData], cfg: dict) -> dict:
     return out
 
 
-def _write_suite_outputs(models: list[ModelData], out_dir: Path, cfg: dict) -> dict:
+def _write_suite_outputs(models: list[ModelData], out_dir: Path, cfg: dict, figures: bool = True) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict = {
         "qc": atomic_write(out_dir / "qc.csv", lambda p: _qc_table(models).to_csv(p, index=False)),
         "summary": atomic_write(out_dir / "summary.csv", lambda p: _summary_table(models).to_csv(p, index=False)),
         "forecast": write_json(out_dir / "forecast.json", _forecasts(models, cfg)),
     }
-    paths["figures"] = draw_all(models, out_dir, cfg)
+    if figures:
+        paths["figures"] = draw_all(models, out_dir, cfg)
     return paths
 
 
@@ -170,7 +171,7 @@ def read_metric_table(table_csv) -> pd.DataFrame:
     Requires columns ``model`` and ``step``; ``suite`` defaults to "table",
     ``revision`` to "step{step}", ``tokens`` to tokens_B x 1e9 when given.
     """
-    df = pd.read_csv(table_csv)
+    df = pd.read_csv(table_csv, converters={c: str for c in ("suite", "model", "revision")})
     renames = {}
     for col in df.columns:
         for alias, name in TABLE_ALIASES.items():
@@ -196,10 +197,10 @@ def read_metric_table(table_csv) -> pd.DataFrame:
         df["tokens_B"] = df["tokens"] / 1e9
     if "qc_flag" in df:
         df = df.drop(columns="qc_flag")
-    return df
+    return df.copy()  # one block, not a fragmented frame
 
 
-def aggregate_table(table_csv, out_dir, stats_cfg: dict | None = None) -> dict:
+def aggregate_table(table_csv, out_dir, stats_cfg: dict | None = None, figures: bool = True) -> dict:
     """``icl-probe aggregate --table FILE.csv --out DIR``: statistics from a ready-made table.
 
     table_csv: one row per (model, step) with ``model``, ``step``, optional
@@ -210,7 +211,8 @@ def aggregate_table(table_csv, out_dir, stats_cfg: dict | None = None) -> dict:
     missing-checkpoint checks need a manifest), then the statistics; those whose
     columns are absent are listed under ``skipped``. Writes to out_dir:
     stats.json ({"models": {model: <as a model's stats.json>}}), qc.csv,
-    summary.csv, forecast.json and the figures. Returns paths by name.
+    summary.csv, forecast.json and (unless ``figures=False``) the figures.
+    Returns paths by name.
     """
     cfg = settings(stats_cfg)
     out_dir = Path(out_dir)
@@ -227,7 +229,7 @@ def aggregate_table(table_csv, out_dir, stats_cfg: dict | None = None) -> dict:
     stats = {"schema_version": SCHEMA_VERSION, "source": str(table_csv),
              "models": {md.model: md.stats for md in models}}
     paths = {"stats": write_json(out_dir / "stats.json", stats)}
-    paths.update(_write_suite_outputs(models, out_dir, cfg))
+    paths.update(_write_suite_outputs(models, out_dir, cfg, figures))
     return paths
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 
 from icl_probe.stats import coemergence, contraction, emergence, lifecycle
 from icl_probe.stats.bootstrap import parametric_bootstrap
+from icl_probe.stats.table import ID_COLUMNS
 
 DEFAULTS = {
     "tau_min": 0.1,
@@ -44,11 +45,11 @@ def trajectory(table: pd.DataFrame) -> tuple[np.ndarray, dict, dict]:
     steps = t["step"].to_numpy(dtype=float)
     means, stds = {}, {}
     for col in t.columns:
-        if col.endswith(("_ci_lo", "_ci_hi")) or not pd.api.types.is_numeric_dtype(t[col]):
+        if col in ID_COLUMNS or col.endswith(("_ci_lo", "_ci_hi")) or not pd.api.types.is_numeric_dtype(t[col]):
             continue
         if col.endswith("_std"):
             stds[col[:-4]] = t[col].to_numpy(dtype=float)
-        elif col not in ("step", "tokens", "tokens_B"):
+        else:
             means[col] = t[col].to_numpy(dtype=float)
     if "rho_pred" not in means and "slope_alpha" in means:
         means["rho_pred"] = 1.0 - means["slope_alpha"]

@@ -105,13 +105,17 @@ def identical_metric_vectors(table: pd.DataFrame, canon: dict[str, str] | None =
     return out
 
 
-def non_finite(table: pd.DataFrame) -> list[dict]:
-    """Metric means that are NaN or infinite (NULLABLE metrics excepted), one issue per metric."""
+def non_finite(table: pd.DataFrame, skip=()) -> list[dict]:
+    """Metric means that are NaN or infinite (NULLABLE metrics excepted), one issue per metric.
+
+    skip: revisions not checked (those already reported missing a probe's result).
+    """
     out = []
+    checked = ~table["revision"].isin(list(skip)).to_numpy()
     for col in metric_columns(table):
         if col in NULLABLE:
             continue
-        bad = ~np.isfinite(table[col].to_numpy(dtype=float))
+        bad = ~np.isfinite(table[col].to_numpy(dtype=float)) & checked
         if bad.any():
             out.append({"reason": f"non-finite {col}", "revisions": sorted(table.loc[bad, "revision"])})
     return out
@@ -139,11 +143,12 @@ def run_qc(table: pd.DataFrame, manifest: dict | None = None, fingerprints: dict
     canon = alias_canonical(pairs, is_pythia(suite, model, manifest.get("repo_id") if manifest else None))
     issues = duplicate_weights(manifest, fingerprints or {}, canon)
     issues += identical_metric_vectors(table, canon)
-    issues += non_finite(table)
+    missing = []
     if manifest is not None and present is not None:
         requested = [e["revision"] for e in manifest["revisions"] if not e.get("duplicate_of")]
-        issues += missing_checkpoints(requested, present, probes)
-    return issues
+        missing = missing_checkpoints(requested, present, probes)
+    issues += non_finite(table, skip=missing[0]["revisions"] if missing else ())
+    return issues + missing
 
 
 def qc_flags(table: pd.DataFrame, issues: list[dict]) -> pd.Series:
