@@ -72,9 +72,22 @@ def test_fetch_then_from_pretrained_loads_the_checkpoint(hub, hub_root, manifest
     rec = fetch_checkpoint(manifest, "step2", tmp_path / "step2")
     assert rec["commit"] == hub_root[1]["step2"]
     assert (tmp_path / "step2" / "fetched.json").is_file()
+    assert rec["cache_dir"] == str(tmp_path / "step2")
     fetched = {p.name for p in (Path(rec["cache_dir"])).rglob("snapshots/*/*")}
-    assert fetched == {"config.json", "generation_config.json", "model.safetensors"}  # nothing else
+    assert fetched == {"config.json", "generation_config.json", "model.safetensors",  # nothing else
+                       "tokenizer.json", "tokenizer_config.json"}
     _assert_loads_same_weights(rec, hub_root, "step2")
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(REPO, revision="step2", cache_dir=rec["cache_dir"], local_files_only=True)
+    assert tok.eos_token == "<|endoftext|>"
+
+
+def test_fetch_without_tokenizer_gets_config_and_weights_only(hub, manifest, tmp_path):
+    rec = fetch_checkpoint(manifest, "step2", tmp_path / "step2", with_tokenizer=False)
+    fetched = {p.name for p in (Path(rec["cache_dir"])).rglob("snapshots/*/*")}
+    assert fetched == {"config.json", "generation_config.json", "model.safetensors"}
+    assert rec["tokenizer"] is None
 
 
 def test_fetch_is_resumable_per_file(hub, manifest, tmp_path):
@@ -164,8 +177,7 @@ def test_tokenizer_fetched_once_and_loadable(hub, manifest, tmp_path):
     t = AutoTokenizer.from_pretrained(tok["repo_id"], revision=tok["revision"], cache_dir=tok["cache_dir"],
                                       local_files_only=True)
     assert t.eos_token == "<|endoftext|>"
-    rec = fetch_checkpoint(manifest, "step2", tmp_path / "step2", with_tokenizer=True)
-    assert rec["tokenizer"]["revision"] == manifest["tokenizer"]["revision"]
+    assert not list((tmp_path / "tokenizer").rglob("*.safetensors"))  # no weights
 
 
 def test_local_source_fetch_is_a_no_op(hub_root, tmp_path):
@@ -176,7 +188,7 @@ def test_local_source_fetch_is_a_no_op(hub_root, tmp_path):
     assert rec["cache_dir"] == str(root) and rec["local"] is True
     assert release_checkpoint(tmp_path / "step0") == 0
     assert dir_size(root) == before
-    assert not (tmp_path / "step0" / "hub").exists()
+    assert not list((tmp_path / "step0").glob("models--*"))
 
 
 def test_sweep_disk_stays_below_two_checkpoints(hub, hub_root, manifest, tmp_path):
@@ -196,7 +208,7 @@ def test_sweep_disk_stays_below_two_checkpoints(hub, hub_root, manifest, tmp_pat
         peak = max(peak, dir_size(resources) + dir_size(results))
         freed = release_checkpoint(dest)
         assert freed >= checkpoint_bytes(root, REPO, commits[rev])
-        assert not (dest / "hub").exists() and (dest / "fetched.json").exists()
+        assert not list(dest.glob("models--*")) and (dest / "fetched.json").exists()
     assert peak < 2 * one + dir_size(results)
     remaining = [p.name for p in resources.rglob("*") if p.is_file()]
     assert set(remaining) == {"fetched.json"}  # only the records remain

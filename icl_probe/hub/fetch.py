@@ -1,15 +1,19 @@
 """Fetch one checkpoint (config + weights) for probing, verify it, and release it afterwards.
 
-Layout: each checkpoint is downloaded into its own Hub cache,
-``<dest_dir>/hub/models--<org>--<name>/{blobs,snapshots/<commit>,refs/<revision>}``, so
+Layout: each checkpoint is downloaded into its own Hub cache, ``dest_dir`` itself
+(``<dest_dir>/models--<org>--<name>/{blobs,snapshots/<commit>,refs/<revision>}``), so
 
-    AutoModelForCausalLM.from_pretrained(repo_id, revision=revision, cache_dir=<dest_dir>/hub,
+    AutoModelForCausalLM.from_pretrained(repo_id, revision=revision, cache_dir=dest_dir,
                                          local_files_only=True)
+    AutoTokenizer.from_pretrained(repo_id, revision=revision, cache_dir=dest_dir,
+                                  local_files_only=True)
 
-loads exactly the fetched files, and :func:`release_checkpoint` bounds disk use by deleting that
-one folder. The tokenizer is fetched once per model (:func:`fetch_tokenizer`) into its own cache.
-``<dest_dir>/fetched.json`` records where everything is. Local sources (a Hub cache on disk,
-e.g. the mini-suite) are not copied: fetching only checks the files and points at them.
+load exactly the fetched files, and :func:`release_checkpoint` bounds disk use by deleting them.
+By default the revision's tokenizer files (a few MB against GBs of weights) come along, so one
+cache serves both loads; ``with_tokenizer=False`` leaves them out for a workflow that fetches
+the tokenizer once per model with :func:`fetch_tokenizer`. ``<dest_dir>/fetched.json`` records
+where everything is. Local sources (a Hub cache on disk, e.g. the mini-suite) are not copied:
+fetching only checks the files and points at them.
 
 Safety and robustness:
 - only config, generation config, the shard index and the weights are downloaded; safetensors
@@ -241,20 +245,18 @@ def fetch_checkpoint(
     token: str | bool | None = None,
     attempts: int = 5,
     backoff_s: float = 1.0,
-    tokenizer_cache_dir: str | os.PathLike | None = None,
-    with_tokenizer: bool = False,
+    with_tokenizer: bool = True,
 ) -> dict:
     """Fetch config and weights of ``revision`` into ``dest_dir`` and write ``dest_dir/fetched.json``.
 
     ``manifest``: the resolved manifest (dict or path). ``endpoint`` defaults to the manifest's,
-    then to ``HF_ENDPOINT``. ``tokenizer_cache_dir``: where :func:`fetch_tokenizer` put the
-    tokenizer, recorded in ``fetched.json`` for the loader; ``with_tokenizer=True`` instead fetches
-    the tokenizer files (a few MB) into this checkpoint's own cache.
+    then to ``HF_ENDPOINT``. ``with_tokenizer``: also fetch this revision's tokenizer files.
 
-    Returns the ``fetched.json`` record: ``repo_id, revision, commit, source, format,
-    cache_dir`` (pass to ``from_pretrained(..., cache_dir=, local_files_only=True)``), ``files``
-    (path, size, sha256), ``weight_sha256`` ({path: sha256}, for provenance), ``tokenizer``
-    (``{repo_id, revision, cache_dir}`` to load it from, or None when not fetched here).
+    Returns the ``fetched.json`` record: ``repo_id, revision, commit, step, tokens, source, format,
+    cache_dir`` (pass to ``from_pretrained(..., cache_dir=, local_files_only=True)``; ``dest_dir``
+    for the Hub, the cache itself for local sources), ``files`` (path, size, sha256),
+    ``weight_sha256`` ({path: sha256}, for provenance), ``tokenizer`` (``{repo_id, revision,
+    cache_dir}`` to load it from, or None when not fetched).
     Raises ``DuplicateCheckpointError`` for an entry flagged ``duplicate_of`` (never fetched).
     """
     manifest = load_manifest(manifest)
@@ -290,20 +292,19 @@ def fetch_checkpoint(
             record["tokenizer"] = {"repo_id": repo_id, "revision": tok["revision"], "cache_dir": str(cache_dir)}
     else:
         endpoint = endpoint or manifest.get("endpoint")
-        cache_dir = dest_dir / "hub"
+        cache_dir = dest_dir
         files = entry.get("aux_files", []) + entry["files"]
+        if with_tokenizer:
+            have = {f["path"] for f in files}
+            files = files + [f for f in entry.get("tokenizer_files", []) if f["path"] not in have]
         _download_files(repo_id, revision, entry["commit"], files, cache_dir, endpoint=endpoint, token=token,
                         attempts=attempts, backoff_s=backoff_s)
         if record["format"] == "pytorch":
             snap = cache_repo_dir(cache_dir, repo_id) / "snapshots" / entry["commit"]
             _check_weights_only([snap / f["path"] for f in entry["files"]])
         record.update(cache_dir=str(cache_dir), local=False)
-        if with_tokenizer and tok:
-            record["tokenizer"] = fetch_tokenizer(manifest, dest_dir, endpoint=endpoint, token=token,
-                                                  attempts=attempts, backoff_s=backoff_s)
-        elif tokenizer_cache_dir is not None and tok:
-            record["tokenizer"] = {"repo_id": repo_id, "revision": tok["revision"],
-                                   "cache_dir": str(tokenizer_cache_dir)}
+        if with_tokenizer and entry.get("tokenizer_files"):
+            record["tokenizer"] = {"repo_id": repo_id, "revision": revision, "cache_dir": str(cache_dir)}
     write_json(dest_dir / FETCHED_NAME, record)
     return record
 
@@ -317,7 +318,7 @@ def fetch_tokenizer(
     attempts: int = 5,
     backoff_s: float = 1.0,
 ) -> dict:
-    """Fetch the tokenizer files (once per model) into ``dest_dir/hub``; return where to load them.
+    """Fetch the tokenizer files (once per model) into the Hub cache ``dest_dir``; return where to load them.
 
     Returns ``{"repo_id", "revision", "cache_dir"}``: load with ``AutoTokenizer.from_pretrained(repo_id,
     revision=revision, cache_dir=cache_dir, local_files_only=True)``. Local sources: no copy.
@@ -329,7 +330,7 @@ def fetch_tokenizer(
         raise CheckpointSourceError(f"the manifest of {repo_id} names no tokenizer revision")
     if manifest["source"] == "local":
         return {"repo_id": repo_id, "revision": tok["revision"], "cache_dir": manifest["cache_dir"]}
-    cache_dir = Path(dest_dir) / "hub"
+    cache_dir = Path(dest_dir)
     _download_files(repo_id, validate_revision(tok["revision"]), tok["commit"], tok["files"], cache_dir,
                     endpoint=endpoint or manifest.get("endpoint"), token=token, attempts=attempts,
                     backoff_s=backoff_s)
@@ -337,17 +338,24 @@ def fetch_tokenizer(
 
 
 def release_checkpoint(dest_dir: str | os.PathLike) -> int:
-    """Delete the weights fetched into ``dest_dir`` (its ``hub/`` cache); return the bytes freed.
+    """Delete the files fetched into ``dest_dir``; return the bytes freed.
 
-    Keeps ``fetched.json``. A no-op for local sources (their files are not ours to delete).
+    Removes only what a fetch writes there (``models--*`` repo folders, ``.locks``,
+    ``CACHEDIR.TAG``) and keeps ``fetched.json``. A no-op for local sources: their files are
+    not ours to delete.
     """
     dest_dir = Path(dest_dir)
     rec_path = dest_dir / FETCHED_NAME
     if rec_path.is_file() and read_json(rec_path).get("local"):
         return 0
-    hub = dest_dir / "hub"
-    if not hub.exists():
+    if not dest_dir.is_dir():
         return 0
-    freed = dir_size(hub)
-    shutil.rmtree(hub)
+    freed = 0
+    for p in dest_dir.iterdir():
+        if p.name.startswith("models--") or p.name == ".locks":
+            freed += dir_size(p)
+            shutil.rmtree(p)
+        elif p.name == "CACHEDIR.TAG":
+            freed += p.stat().st_size
+            p.unlink()
     return freed

@@ -205,8 +205,8 @@ def resolve_model(
     - ``stage``: staged names (OLMo-2) kept; ``"default"`` = the suite's (1 for OLMo-2).
 
     Per revision: ``commit``, ``files`` (weights: path, size, sha256), ``aux_files`` (config and
-    shard index: path, size, git oid), ``format`` (safetensors | pytorch), ``step``, ``tokens``,
-    ``stage``, ``duplicate_of`` (see :func:`flag_duplicates`) and ``alias_of``. Top level also
+    shard index: path, size, git oid), ``tokenizer_files`` (same fields), ``format``
+    (safetensors | pytorch), ``step``, ``tokens``, ``stage``, ``duplicate_of`` (see :func:`flag_duplicates`) and ``alias_of``. Top level also
     carries ``tokenizer`` (revision, commit, files) so the tokenizer is fetched once per model.
     """
     validate_repo_id(repo_id)
@@ -270,7 +270,7 @@ def resolve_model(
         entries.append({
             "revision": name, "step": step, "tokens": tokens_for(name, tokens_per_step), "stage": st,
             "commit": commit, "format": fmt, "files": files, "aux_files": aux,
-            "duplicate_of": None, "alias_of": None,
+            "tokenizer_files": _tokenizer_specs(listing), "duplicate_of": None, "alias_of": None,
         })
         if name in recorded_as:
             entries[-1]["recorded_as"] = recorded_as[name]
@@ -279,14 +279,8 @@ def resolve_model(
     tokenizer = None
     if entries:
         last = entries[-1]
-        listing = listings[last["revision"]]
-        # config.json too: AutoTokenizer reads the model type from it to pick the tokenizer class
-        tok_files = [p for p in ("config.json",) + TOKENIZER_FILES if p in listing]
-        tokenizer = {"revision": last["revision"], "commit": last["commit"], "files": [
-            {"path": p, "size": listing[p]["size"],
-             "oid": listing[p].get("oid") or git_blob_oid_file(listing[p]["path_on_disk"])}
-            for p in tok_files
-        ]}
+        tokenizer = {"revision": last["revision"], "commit": last["commit"],
+                     "files": _tokenizer_specs(listings[last["revision"]])}
 
     manifest = {
         "schema_version": SCHEMA_VERSION, "suite": suite, "model": model, "repo_id": repo_id,
@@ -303,6 +297,16 @@ def resolve_model(
     if out_path is not None:
         write_json(out_path, manifest)
     return manifest
+
+
+def _tokenizer_specs(listing: dict[str, dict]) -> list[dict]:
+    """Tokenizer files of a revision (path, size, git oid), config.json included: AutoTokenizer
+    reads the model type from it to pick the tokenizer class."""
+    return [
+        {"path": p, "size": listing[p]["size"],
+         "oid": listing[p].get("oid") or git_blob_oid_file(listing[p]["path_on_disk"])}
+        for p in ("config.json",) + TOKENIZER_FILES if p in listing
+    ]
 
 
 def _match_recorded(selected: list[str], branches: dict[str, str]) -> tuple[list[str], dict[str, str]]:
