@@ -16,8 +16,9 @@ def plot_coemergence(models: list[ModelData], out_dir, name: str = "coemergence"
     for ax, col, ylabel in ((top, "error_reduction", "error reduction (digits)"),
                             (bot, "late_early_ratio", "sink late/early ratio\n(late ÷ early sink_frac)")):
         drawn = [md for md in models if col in md.table]
+        axis.apply(ax, label=ax is bot)
         if not drawn:
-            no_data(ax, f"no {col} column")
+            no_data(ax, f"no {col} column", keep_x=True)
             continue
         for md in drawn:
             ax.plot(axis.x(md), md.column(col), marker="o", markersize=3, **sty[md.model])

@@ -112,10 +112,12 @@ def _fmt(t: float) -> str:
     return f"$10^{{{e}}}$"
 
 
-def no_data(ax, text: str) -> None:
+def no_data(ax, text: str, keep_x: bool = False) -> None:
+    """Say in the panel what is missing; ``keep_x`` for a panel sharing its x axis."""
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
-    ax.set_xticks([])
     ax.set_yticks([])
+    if not keep_x:
+        ax.set_xticks([])
 
 
 def save(fig, out_dir, name: str) -> list[Path]:

@@ -18,7 +18,9 @@ def plot_lifecycle(models: list[ModelData], out_dir, name: str = "lifecycle"):
     panels = (("error_reduction", "error reduction (digits)"),
               ("sign_agreement", "sign agreement (fraction)"),
               (None, "held-out accuracy (fraction)"))
+    heldout_drawn = False
     for ax, (col, ylabel) in zip(axes, panels):
+        axis.apply(ax, label=ax is axes[-1])
         any_drawn = False
         for md in models:
             cols = [(c, ls, lab) for c, ls, lab in HELDOUT if c in md.table] if col is None \
@@ -32,14 +34,16 @@ def plot_lifecycle(models: list[ModelData], out_dir, name: str = "lifecycle"):
                 ax.plot(axis.x(md), md.column(c), marker="o", markersize=2.5, **kw)
                 any_drawn = True
         if not any_drawn:
-            no_data(ax, "no " + (col or "held-out accuracy") + " column")
+            no_data(ax, "no " + (col or "held-out accuracy") + " column", keep_x=True)
             continue
+        heldout_drawn = heldout_drawn or col is None
         ax.set_ylabel(ylabel)
         axis.apply(ax, label=ax is axes[-1])
     axes[0].legend(fontsize=7, loc="upper left")
-    for c, ls, lab in HELDOUT:
-        axes[2].plot([], [], color="0.3", linestyle=ls, label=lab)
-    axes[2].legend(fontsize=7, loc="upper left")
+    if heldout_drawn:
+        for c, ls, lab in HELDOUT:
+            axes[2].plot([], [], color="0.3", linestyle=ls, label=lab)
+        axes[2].legend(fontsize=7, loc="upper left")
     axes[0].axhline(0, color="0.3", linewidth=0.8)
     axes[0].set_title("Life cycle: magnitude, direction and held-out capability")
     paths = save(fig, out_dir, name)
