@@ -107,11 +107,12 @@ def _snakemake(workdir: Path, *args: str, timeout: int) -> subprocess.CompletedP
            "--directory", str(workdir), *args]
     proc = _run(cmd, env=_env(), cwd=workdir, timeout=timeout)
     if proc.returncode != 0:
-        logs = "\n".join(f"== {p}\n{p.read_text(errors='replace')[-2500:]}"
-                         for p in sorted(workdir.glob("logs/**/*.log"))
-                         + sorted(workdir.glob(".snakemake/slurm_logs/**/*.log")))
-        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}:\n"
-                             f"{proc.stderr[-8000:]}\n{logs[-8000:]}")
+        def tails(pattern, n):
+            return "\n".join(f"== {p}\n{p.read_text(errors='replace')[-n:]}"
+                             for p in sorted(workdir.glob(pattern)))
+        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-6000:]}\n"
+                             f"{tails('logs/**/*.log', 3000)[-8000:]}\n"
+                             f"{tails('.snakemake/slurm_logs/**/*.log', 1200)[-4000:]}")
     return proc
 
 
