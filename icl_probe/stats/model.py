@@ -74,6 +74,15 @@ def scalar_statistics(steps: np.ndarray, m: dict) -> dict:
             out[f"heldout_change.{name}"] = ch["change"]
     if "sign_agreement" in m:
         out["sa_decay"] = lifecycle.sa_decay(m["sign_agreement"])
+    if "rho_pred" in m and "rho_obs" in m:
+        ra = contraction.rate_agreement(m["rho_pred"], m["rho_obs"], m.get("rate_rel_error"))
+        out["rate_agreement.pearson"] = ra["pearson"]
+        out["rate_agreement.spearman"] = ra["spearman"]
+        out["rate_agreement.median_rate_rel_error"] = ra["median_rate_rel_error"]
+    if "total_contraction" in m:
+        cs = contraction.contraction_summary(steps, m["total_contraction"])
+        out["contraction.total_contraction_min"] = cs.get("total_contraction_min")
+        out["contraction.total_contraction_final"] = cs.get("total_contraction_final")
     if "late_early_ratio" in m:
         hr = coemergence.half_rise(steps, m["late_early_ratio"])["interpolated"]
         out["sink_half_rise_step"] = hr

@@ -47,14 +47,16 @@ def default_curves(steps, er=None, scale: float = 1.0) -> dict:
     sa = 0.5 + 0.4 * rise - 0.02 * (x > 4.5)
     slope = -0.3 * rise
     mean_err_final = 2.5 - er * 0.0 - 0.2 * rise
+    rho_pred, rho_obs = 1 - slope, 1 - slope * 0.9 + 0.01 * np.sin(x)
     return {
         "error_reduction": er,
         "mean_err_final": mean_err_final,
         "mean_err_embed": mean_err_final + er,
         "sign_agreement": sa,
         "slope_alpha": slope,
-        "rho_pred": 1 - slope,
-        "rho_obs": 1 - slope * 0.9 + 0.01 * np.sin(x),
+        "rho_pred": rho_pred,
+        "rho_obs": rho_obs,
+        "rate_rel_error": np.abs(rho_pred - rho_obs) / rho_obs,
         "depth_rho": 0.6 * rise,
         "total_contraction": 1 - 0.5 * rise,
         "rho2_per_layer": np.where(rise > 0.5, 0.8, np.nan),
