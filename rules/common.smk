@@ -61,7 +61,8 @@ def probe_settings_json(w=None):
 
 
 def stats_settings_json(w=None):
-    return json.dumps(config["stats"], sort_keys=True)
+    settings = {**config["stats"], "n_seeds": len(config["probes"]["seeds"]), "probes": PROBES}
+    return json.dumps(settings, sort_keys=True)
 
 
 def probed_revisions(w):

@@ -15,6 +15,9 @@ rule figures:
             for name in FIGURES
         ],
         [f"{RESULTS}/figures/{name}.pdf" for name in FIGURES],
+        qc=f"{RESULTS}/figures/qc.csv",
+        summary=f"{RESULTS}/figures/summary.csv",
+        forecast=f"{RESULTS}/figures/forecast.json",
     log:
         "logs/figures.log",
     conda:
