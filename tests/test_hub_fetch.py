@@ -126,6 +126,18 @@ def test_persistent_failure_is_a_clear_error_with_no_partial_file(hub, manifest,
     assert not list(tmp_path.rglob("model.safetensors"))
 
 
+def test_persistent_5xx_on_metadata_is_bounded_too(hub, manifest, tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setattr(time, "sleep", lambda s: None)  # huggingface_hub's own backoff waits up to 23 s
+    hub.inject("5xx", "config.json", times=10_000)
+    with pytest.raises(FetchFailedError, match="2 attempts"):
+        fetch_checkpoint(manifest, "step16", tmp_path / "s", attempts=2, backoff_s=0.01)
+    assert 2 <= hub.count("HEAD", "config.json") <= 2 * 8
+    assert hub.count("GET", "/resolve/") == 0
+    assert _leftovers(tmp_path) == [] and not (tmp_path / "s" / "fetched.json").exists()
+
+
 def test_wrong_hash_removes_the_file(hub, manifest, tmp_path):
     hub.inject("corrupt", "model.safetensors", times=1)
     dest = tmp_path / "step512"
@@ -212,3 +224,52 @@ def test_sweep_disk_stays_below_two_checkpoints(hub, hub_root, manifest, tmp_pat
     assert peak < 2 * one + dir_size(results)
     remaining = [p.name for p in resources.rglob("*") if p.is_file()]
     assert set(remaining) == {"fetched.json"}  # only the records remain
+
+
+def _bin_repo(root, repo, malicious: bool):
+    """A repo whose only weights are pytorch_model.bin (from a seeded model, or a hostile pickle)."""
+    import pickle
+
+    commits = build_hub_cache(root, repo, {"step0": 0, "step1000": 1000}, tokenizer=False)
+    org, name = repo.split("/")
+    for commit in commits.values():
+        snap = root / f"models--{org}--{name}" / "snapshots" / commit
+        st = snap / "model.safetensors"
+        if malicious:
+            class Evil:
+                def __reduce__(self):
+                    return (os.system, ("echo pwned",))
+            (snap / "pytorch_model.bin").write_bytes(pickle.dumps({"w": Evil()}))
+        else:
+            from safetensors.torch import load_file
+
+            torch.save(load_file(st), snap / "pytorch_model.bin")
+        st.unlink()
+    return commits
+
+
+def test_bin_weights_go_through_the_weights_only_path(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from icl_probe.hub.errors import CheckpointSourceError
+    from icl_probe.hub.resolve import weight_files
+
+    assert weight_files(["pytorch_model.bin", "model.safetensors"]) == ("safetensors", ["model.safetensors"])
+    assert weight_files(["pytorch_model-00002-of-00002.bin", "pytorch_model-00001-of-00002.bin", "training_args.bin"]) \
+        == ("pytorch", ["pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin"])
+    root = tmp_path / "hub"
+    _bin_repo(root, "acme/bin-ok", malicious=False)
+    _bin_repo(root, "acme/bin-evil", malicious=True)
+    with serve_hub(root) as hub:
+        m = resolve_model("s", "ok", "acme/bin-ok", "hub", "all", None, endpoint=hub.endpoint)
+        assert m["revisions"][0]["format"] == "pytorch"
+        rec = fetch_checkpoint(m, "step1000", tmp_path / "ok")
+        model = AutoModelForCausalLM.from_pretrained("acme/bin-ok", revision="step1000", cache_dir=rec["cache_dir"],
+                                                     local_files_only=True)
+        assert model.config.model_type == "gpt_neox"
+        m = resolve_model("s", "evil", "acme/bin-evil", "hub", "all", None, endpoint=hub.endpoint)
+        with pytest.raises(CheckpointSourceError, match="weights_only=True"):
+            fetch_checkpoint(m, "step1000", tmp_path / "evil")
+        assert not list((tmp_path / "evil").rglob("*.bin")) and not (tmp_path / "evil" / "fetched.json").exists()
+        evil_sha = m["revisions"][-1]["files"][0]["sha256"]
+        assert evil_sha not in {p.name for p in _blobs(tmp_path / "evil")}

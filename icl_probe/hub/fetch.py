@@ -86,7 +86,7 @@ def is_transient(err: BaseException) -> bool:
     while err is not None and id(err) not in seen:
         seen.add(id(err))
         if isinstance(err, (hf_errors.RepositoryNotFoundError, hf_errors.GatedRepoError,
-                            hf_errors.RevisionNotFoundError, hf_errors.EntryNotFoundError)):
+                            hf_errors.RevisionNotFoundError, hf_errors.RemoteEntryNotFoundError)):
             return False
         if isinstance(err, hf_errors.HfHubHTTPError):
             status = err.response.status_code if err.response is not None else None
@@ -203,7 +203,10 @@ def _download_files(repo_id: str, revision: str, commit: str, files: list[dict],
                 return hf_hub_download(repo_id, spec["path"], revision=commit, cache_dir=cache_dir,
                                        endpoint=endpoint, token=token)
             except Exception as err:  # noqa: BLE001
-                raise translate_hub_error(err, repo_id, endpoint=endpoint) from err
+                new = translate_hub_error(err, repo_id, endpoint=endpoint)
+                if new is err:
+                    raise
+                raise new from err
 
         path = Path(with_retries(_get, what=what, attempts=attempts, backoff_s=backoff_s))
         if not _verify(path, spec):
@@ -228,11 +231,13 @@ def _check_weights_only(paths: list[Path]) -> None:
 
     for p in paths:
         try:
-            torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+            torch.load(p, map_location="meta", weights_only=True)  # meta: tensors are not read
         except Exception as err:  # noqa: BLE001
+            for q in paths:
+                _remove_cached(q)
             raise CheckpointSourceError(
-                f"{p.name} cannot be loaded with torch.load(weights_only=True) ({err}); refusing to load it "
-                "any other way"
+                f"{p.name} cannot be loaded with torch.load(weights_only=True) ({type(err).__name__}); "
+                "refusing to load it any other way, the fetched weights have been removed"
             ) from err
 
 

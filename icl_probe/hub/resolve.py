@@ -152,7 +152,10 @@ def hub_branches(repo_id: str, *, endpoint: str | None = None, token: str | bool
     try:
         refs = api.list_repo_refs(repo_id)
     except Exception as err:  # noqa: BLE001 - translated or re-raised
-        raise translate_hub_error(err, repo_id, endpoint=endpoint) from err
+        new = translate_hub_error(err, repo_id, endpoint=endpoint)
+        if new is err:
+            raise
+        raise new from err
     return {b.name: b.target_commit for b in refs.branches}
 
 
@@ -163,7 +166,10 @@ def _hub_tree(api, repo_id: str, commit: str, endpoint: str | None) -> dict[str,
     try:
         entries = list(api.list_repo_tree(repo_id, revision=commit))
     except Exception as err:  # noqa: BLE001
-        raise translate_hub_error(err, repo_id, endpoint=endpoint) from err
+        new = translate_hub_error(err, repo_id, endpoint=endpoint)
+        if new is err:
+            raise
+        raise new from err
     out = {}
     for e in entries:
         if isinstance(e, RepoFile):
