@@ -198,3 +198,13 @@ def test_preset_path_recorded_pythia_list_over_http(tmp_path):
         with pytest.raises(RevisionNotFoundError):  # a name the Hub lacks is an error, not skipped
             resolve_model("pythia", "pythia-14m", repo, "hub", ["step1000"], None, endpoint=h.endpoint,
                           branch_list="recorded")
+
+
+def test_local_tokens_per_step_from_the_builders_record(tmp_path):
+    from icl_probe.io import write_json
+
+    root = tmp_path / "hub"
+    build_hub_cache(root, "mini/pythia-x", {"step0": 0, "step100": 1}, tokenizer=False)
+    write_json(root / "models--mini--pythia-x" / "icl_probe_build.json", {"tokens_per_step": 2048})
+    m = resolve_model("mini", "pythia-x", "mini/pythia-x", "minisuite", "all", None, cache_dir=root)
+    assert [e["tokens"] for e in m["revisions"]] == [0, 204800] and m["tokens_per_step"] == 2048

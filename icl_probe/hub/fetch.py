@@ -44,7 +44,6 @@ from icl_probe.hub.errors import (
     HashMismatchError,
     InsufficientDiskError,
     revision_not_found,
-    safe_join,
     validate_repo_file,
     validate_repo_id,
     validate_revision,

@@ -36,7 +36,7 @@ from icl_probe.hub.suites import (
     suite_info,
     tokens_for,
 )
-from icl_probe.io import write_json
+from icl_probe.io import read_json, write_json
 
 SCHEMA_VERSION = 1
 LOCAL_SOURCES = ("local", "minisuite")
@@ -127,6 +127,16 @@ def _local_files(cache_dir, repo_id: str, commit: str) -> dict[str, Path]:
     return {p.relative_to(snap).as_posix(): p for p in sorted(snap.rglob("*")) if p.is_file()}
 
 
+def _build_tokens_per_step(cache_dir, repo_id: str) -> int | None:
+    """Tokens per step recorded by the mini-suite builder (``icl_probe_build.json``), if any."""
+    path = cache_repo_dir(cache_dir, repo_id) / "icl_probe_build.json"
+    try:
+        value = read_json(path).get("tokens_per_step")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and value > 0 else None
+
+
 def _hub_api(endpoint: str | None, token: str | bool | None):
     from huggingface_hub import HfApi
 
@@ -207,7 +217,8 @@ def resolve_model(
       a path to a recorded list, ``"recorded"`` for the list shipped with the package for
       ``repo_id``, or ``None`` / ``"live"`` for the source's own branches. Every selected name must exist in the source (else ``RevisionNotFoundError``
       naming the closest).
-    - ``tokens_per_step``: default from the suite table; names that carry T use it instead.
+    - ``tokens_per_step``: default from the suite table, or for a local cache from the mini-suite
+      builder's ``icl_probe_build.json``; names that carry T use T instead.
     - ``stage``: staged names (OLMo-2) kept; ``"default"`` = the suite's (1 for OLMo-2).
 
     Per revision: ``commit``, ``files`` (weights: path, size, sha256), ``aux_files`` (config and
@@ -226,6 +237,8 @@ def resolve_model(
         if cache_dir is None:
             raise ValueError(f"source {source!r} needs cache_dir (the Hub cache holding {repo_id})")
         branches = local_branches(cache_dir, repo_id)
+        if tokens_per_step is None:
+            tokens_per_step = _build_tokens_per_step(cache_dir, repo_id)
     elif source in HUB_SOURCES:
         branches = hub_branches(repo_id, endpoint=endpoint, token=token)
     else:
