@@ -115,16 +115,23 @@ class Lens:
         return F.linear(self.normed(h), self.weight[idx], b).float()
 
     @torch.inference_mode()
-    def target_logprob(self, h: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-probability of ``targets`` and whether each is the argmax.
+    def target_logprob(self, h: torch.Tensor, targets: torch.Tensor, with_correct: bool = True
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Log-probability of ``targets`` and whether each is the top logit.
 
-        ``h [..., d]``, ``targets [...]`` (long) -> ``logp [...]`` (fp32, full-vocabulary
-        logsumexp), ``correct [...]`` (bool).
+        ``h [..., d]``, ``targets [...]`` (long) -> ``logp [...]`` (fp32, normalised by
+        the full-vocabulary logsumexp), ``correct [...]`` (bool; None unless
+        ``with_correct``). A fused cross-entropy computes the logsumexp (faster on CPU
+        than ``torch.logsumexp``); correct means the target's logit equals the maximum.
         """
         logits = self.logits(h)
-        tgt = targets.to(logits.device).unsqueeze(-1)
-        logp = logits.gather(-1, tgt).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-        correct = logits.argmax(dim=-1) == tgt.squeeze(-1)
+        tgt = targets.to(logits.device)
+        flat = logits.reshape(-1, logits.shape[-1])
+        logp = -F.cross_entropy(flat, tgt.reshape(-1), reduction="none").reshape(tgt.shape)
+        correct = None
+        if with_correct:
+            top = flat.amax(dim=-1)
+            correct = (flat.gather(-1, tgt.reshape(-1, 1))[:, 0] >= top).reshape(tgt.shape)
         return logp, correct
 
     def run(

@@ -133,12 +133,12 @@ def collect_induction(lens: Lens, block: dict, *, batch_size: int, pad_id: int) 
         tq, tf = batch[:, q + 1], batch[:, first + 1]
         surprisal = []
         for l in range(n_l + 1):
-            logp, correct = lens.target_logprob(cap.hidden[l][:, q], tq)
+            logp, correct = lens.target_logprob(cap.hidden[l][:, q], tq, with_correct=l == n_l)
             surprisal.append((-logp).mean(-1))
         out["surprisal"].append(torch.stack(surprisal).cpu().numpy())
         out["final_logp"].append(logp.mean(-1).cpu().numpy())
         out["final_correct"].append(correct.float().mean(-1).cpu().numpy())
-        logp_first, _ = lens.target_logprob(cap.hidden[n_l][:, first], tf)
+        logp_first, _ = lens.target_logprob(cap.hidden[n_l][:, first], tf, with_correct=False)
         out["loss_first"].append((-logp_first).mean(-1).cpu().numpy())
         prefix = [a[:, :, q, src].float().mean(-1) for a in cap.attentions]  # L x [B, H]
         out["prefix"].append(torch.stack(prefix).cpu().numpy())  # [L, B, H]
