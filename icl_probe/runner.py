@@ -34,6 +34,12 @@ BOOTSTRAP_SEED = 0  # the bootstrap RNG is seeded, so results are byte-identical
 
 
 # --------------------------------------------------------------------- loading
+def probe_settings_of(settings: dict) -> dict:
+    """The ``probes`` section: ``settings`` itself, or ``settings["probes"]`` for a whole config."""
+    inner = settings.get("probes")
+    return inner if isinstance(inner, dict) and "seeds" in inner else settings
+
+
 def _torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
@@ -66,9 +72,13 @@ def load_checkpoint(repo_id: str, revision: str | None, *, cache_dir=None, local
 
 def make_prompts(repo_id: str, revision: str | None, out_path, settings: dict, cache_dir=None,
                  local_files_only: bool = False) -> Path:
-    """Write a model's prompt file, loading only its tokenizer and config (never the weights)."""
+    """Write a model's prompt file, loading only its tokenizer and config (never the weights).
+
+    ``settings``: the config's ``probes`` section, or the whole config.
+    """
     from transformers import AutoConfig
 
+    settings = probe_settings_of(settings)
     tok = load_tokenizer(repo_id, revision, cache_dir=cache_dir, local_files_only=local_files_only)
     config = AutoConfig.from_pretrained(repo_id, revision=revision, cache_dir=cache_dir,
                                         local_files_only=local_files_only)
@@ -250,7 +260,8 @@ def probe_checkpoint(
 ) -> dict[str, Path]:
     """Run every enabled probe on one checkpoint from a single model load.
 
-    ``settings`` is the config's ``probes`` section; ``prompts_path`` the model's
+    ``settings`` is the config's ``probes`` section (or the whole config, whose
+    ``probes`` section is then used); ``prompts_path`` the model's
     prompt file (:func:`make_prompts`). ``provenance`` (commit, weight sha256, ...)
     is merged into the recorded provenance; ``model`` is the short model name used
     in paths (default: the last part of ``repo_id``); ``step`` defaults to the one
@@ -258,6 +269,7 @@ def probe_checkpoint(
     benchmarks). Writes ``out_dir/{probe}.json`` atomically and returns their paths.
     """
     t0 = time.perf_counter()
+    settings = probe_settings_of(settings)
     prompts = load_prompts(prompts_path)
     if loaded is None:
         lm, tok = load_checkpoint(repo_id, revision, cache_dir=cache_dir, local_files_only=local_files_only,

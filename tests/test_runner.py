@@ -133,3 +133,11 @@ def test_unsupported_architecture(small_settings, prompts_path, tmp_path):
     with pytest.raises(UnsupportedArchitectureError, match="GPTJForCausalLM.*gpt_neox"):
         probe_checkpoint("local/gptj", None, tmp_path, small_settings, prompts_path,
                          loaded=(model, make_tokenizer()))
+
+
+def test_whole_config_is_accepted(saved_model, small_settings, tmp_path):
+    config = {"probes": small_settings, "runtime": {"device": "cpu", "dtype": "float32"}, "stats": {}}
+    prompts = make_prompts(str(saved_model), None, tmp_path / "p.json", config)
+    out = probe_checkpoint(str(saved_model), None, tmp_path / "o", config, prompts)
+    r = json.loads(out["associative_recall"].read_text())
+    assert r["settings"]["n_pairs"] == 5 and r["settings"]["seeds"] == [42, 7]
