@@ -34,7 +34,8 @@ def test_bad_config_fails_before_any_job_with_the_key_named(tmp_path):
     (tmp_path / "config.yaml").write_text(text)
     proc = _snakemake(tmp_path, "-n", check=False)
     assert proc.returncode != 0
-    assert "runtime.dtype" in proc.stderr and "bfloat16" in proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "runtime.dtype" in out and "bfloat16" in out
     assert not (tmp_path / "results").exists()
 
 
