@@ -167,7 +167,8 @@ def collect_sinks(lens: Lens, block: dict, *, batch_size: int, pad_id: int) -> l
     _equal_lengths(seqs, "attention_sinks")
     parts = []
     for cap in lens.run(seqs, None, attentions=True, batch_size=batch_size, pad_id=pad_id):
-        parts.append(np.stack([sink_probe.first_token_attention(a.float().cpu().numpy()) for a in cap.attentions]))
+        # first_token_attention on the device: [B, H, T, T] -> [H, B], only that comes back
+        parts.append(torch.stack([a[:, :, 1:, 0].float().mean(-1).T for a in cap.attentions]).cpu().numpy())
     alpha = np.concatenate(parts, axis=2)  # [L, H, S]
     return [{"alpha": a} for a in _split(alpha, sizes, 2)]
 

@@ -53,6 +53,19 @@ def test_constructed_sink_layer_end_to_end():
     assert m["alpha"].shape == (3, 4)
 
 
+def test_collector_matches_metric_function():
+    import torch
+
+    model = make_model("gpt_neox")
+    seqs = [[20 + (5 * i + t) % 200 for t in range(10)] for i in range(3)]
+    (seed,) = collect_sinks(Lens(model), {"sets": [{"seed": 0, "sequences": seqs}]}, batch_size=2, pad_id=1)
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        attn = model(torch.tensor(seqs), output_attentions=True).attentions
+    ref = np.stack([first_token_attention(a.numpy()) for a in attn])
+    np.testing.assert_allclose(seed["alpha"], ref, atol=1e-6)
+
+
 def test_unconstructed_model_is_not_a_sink():
     seqs = [[20 + t for t in range(12)]]
     (seed,) = collect_sinks(Lens(make_model("gpt2")), {"sets": [{"seed": 0, "sequences": seqs}]},
