@@ -141,3 +141,53 @@ def test_whole_config_is_accepted(saved_model, small_settings, tmp_path):
     out = probe_checkpoint(str(saved_model), None, tmp_path / "o", config, prompts)
     r = json.loads(out["associative_recall"].read_text())
     assert r["settings"]["n_pairs"] == 5 and r["settings"]["seeds"] == [42, 7]
+
+
+def test_collectors_match_brute_force(tokenizer, small_settings):
+    """Final-layer numbers of the batched, hooked passes equal the model's own logits."""
+    import torch
+
+    from icl_probe.lens import Lens
+    from icl_probe.probes.gd_readout import expected_digit
+    from icl_probe.prompts import build_prompts
+    from icl_probe.runner import collect_gd, collect_induction, collect_recall
+
+    model = make_model("gpt_neox")
+    prompts = build_prompts(tokenizer, small_settings)
+    lens = Lens(model)
+    gd = collect_gd(lens, prompts["gd_readout"], batch_size=3, pad_id=1)
+    probs = prompts["gd_readout"]["sets"][1]["prompts"]
+    with torch.no_grad():
+        ref = [expected_digit(model(torch.tensor([p["input_ids"]])).logits[0, -1, prompts["gd_readout"]["digit_ids"]]
+                              .numpy()) for p in probs]
+    np.testing.assert_allclose(gd[1]["y_hat"][-1], ref, atol=1e-5)
+    np.testing.assert_array_equal(gd[1]["y_star"], [p["y_star"] for p in probs])
+
+    m = small_settings["induction"]["block_len"]
+    ind = collect_induction(lens, prompts["induction"], batch_size=4, pad_id=1)
+    seqs = torch.tensor(prompts["induction"]["sets"][0]["sequences"])
+    with torch.no_grad():
+        out = model(seqs, output_attentions=False)
+    logp = torch.log_softmax(out.logits.float(), -1)
+    t = torch.arange(m, 2 * m - 1)
+    lp = logp[:, t].gather(-1, seqs[:, t + 1, None])[..., 0]
+    np.testing.assert_allclose(ind[0]["final_logp"], lp.mean(-1).numpy(), atol=1e-5)
+    np.testing.assert_allclose(ind[0]["surprisal"][-1], -lp.mean(-1).numpy(), atol=1e-5)
+    acc = (out.logits[:, t].argmax(-1) == seqs[:, t + 1]).float().mean(-1)
+    np.testing.assert_allclose(ind[0]["final_correct"], acc.numpy())
+    t1 = torch.arange(0, m - 1)
+    lf = -logp[:, t1].gather(-1, seqs[:, t1 + 1, None])[..., 0].mean(-1)
+    np.testing.assert_allclose(ind[0]["loss_first"], lf.numpy(), atol=1e-5)
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        attn = model(seqs, output_attentions=True).attentions
+    pm = torch.stack([a[:, :, t, t - m + 1].mean(-1) for a in attn]).permute(0, 2, 1)  # [L, H, S]
+    np.testing.assert_allclose(ind[0]["prefix"], pm.numpy(), atol=1e-6)
+
+    ar = collect_recall(lens, prompts["associative_recall"], batch_size=4, pad_id=1)
+    ps = prompts["associative_recall"]["sets"][1]["prompts"]
+    with torch.no_grad():
+        lg = model(torch.tensor([p["input_ids"] for p in ps])).logits[:, -1].float()
+    tg = torch.tensor([p["target"] for p in ps])
+    np.testing.assert_allclose(ar[1]["logp"], torch.log_softmax(lg, -1)[torch.arange(len(ps)), tg].numpy(), atol=1e-5)
+    np.testing.assert_array_equal(ar[1]["correct"], (lg.argmax(-1) == tg).float().numpy())
