@@ -55,13 +55,19 @@ def cmd_resolve(args) -> None:
 
 def cmd_fetch(args) -> None:
     from icl_probe.hub.fetch import fetch_checkpoint
+    from icl_probe.io import write_json
 
-    fetch_checkpoint(read_json(args.manifest), args.revision, args.dest)
+    manifest = read_json(args.manifest)
+    entry = _manifest_entry(manifest, args.revision)
+    if entry.get("duplicate_of"):  # its weights are another revision's: never downloaded
+        write_json(Path(args.dest) / "fetched.json", {"revision": args.revision, "duplicate_of": entry["duplicate_of"]})
+        return
+    fetch_checkpoint(manifest, args.revision, args.dest)
 
 
 def _manifest_entry(manifest: dict, revision: str) -> dict:
     for entry in manifest["revisions"]:
-        if entry["revision"] == revision:
+        if revision in (entry["revision"], entry.get("recorded_as")):
             return entry
     names = [e["revision"] for e in manifest["revisions"]]
     raise ConfigError(f"revision {revision!r} is not in the manifest of {manifest['repo_id']}; it has: {', '.join(names)}")
@@ -98,6 +104,9 @@ def cmd_probe(args) -> None:
         provenance = {"commit": entry.get("commit"),
                       "weight_sha256": {f["path"]: f.get("sha256") for f in entry.get("files", [])}}
         local_only = True  # the workflow fetched (or built) the files beforehand
+        if entry.get("duplicate_of"):
+            _write_duplicate_stubs(Path(args.out), manifest, entry, settings)
+            return
     if not meta["repo_id"]:
         raise ConfigError("probe needs --model REPO_ID (or --manifest FILE from the workflow)")
     out = Path(args.out)
@@ -113,6 +122,20 @@ def cmd_probe(args) -> None:
         provenance=provenance, step=meta["step"], tokens=meta["tokens"],
         suite=meta["suite"], model=meta["model"],
     )
+
+
+def _write_duplicate_stubs(out: Path, manifest: dict, entry: dict, settings: dict) -> None:
+    """A duplicate revision's results: no numbers, only which revision holds its weights."""
+    from icl_probe import SCHEMA_VERSION
+    from icl_probe.io import write_json
+    from icl_probe.runner import probe_settings_of
+
+    for probe in probe_settings_of(settings)["enabled"]:
+        write_json(out / f"{probe}.json", {
+            "schema_version": SCHEMA_VERSION, "probe": probe, "suite": manifest.get("suite"),
+            "model": manifest.get("model"), "repo_id": manifest["repo_id"], "revision": entry["revision"],
+            "step": entry.get("step"), "tokens": entry.get("tokens"), "duplicate_of": entry["duplicate_of"],
+            "note": "not probed: this revision serves the same weights as duplicate_of"})
 
 
 def cmd_aggregate(args) -> None:

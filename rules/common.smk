@@ -1,4 +1,5 @@
 # Config validation and input functions only.
+import copy
 import json
 import os
 
@@ -7,6 +8,13 @@ from snakemake.utils import validate
 
 from icl_probe.config import ConfigError, validate_config, models, model_record
 from icl_probe.locks import clear_stale_locks, record_owner
+from icl_probe.plan import planned_revisions
+
+if workflow.overwrite_configfiles:
+    # A --configfile (a preset) replaces config.yaml instead of merging into it,
+    # so a preset's suites are the only ones analysed; --config KEY=VALUE still amends.
+    config.clear()
+    config.update(copy.deepcopy(workflow.config_settings.overwrite_config))
 
 try:
     config.update(validate_config(config))
@@ -65,17 +73,16 @@ def stats_settings_json(w=None):
     return json.dumps(settings, sort_keys=True)
 
 
-def probed_revisions(w):
-    """Revisions of a model to probe: the manifest's, less flagged duplicates."""
-    manifest = checkpoints.resolve.get(suite=w.suite, model=w.model).output.manifest
-    with open(manifest) as f:
-        entries = json.load(f)["revisions"]
-    return [e["revision"] for e in entries if not e.get("duplicate_of")]
+try:
+    REVISIONS = {(m["suite"], m["model"]): planned_revisions(m, results_dir=RESULTS) for m in MODELS}
+except (ValueError, OSError) as e:
+    raise WorkflowError(f"cannot list the revisions to analyse: {e}") from None
 
 
 def probe_results(w):
+    """Every probe result of a model; a duplicate revision's are stubs that name the original."""
     return [f"{RESULTS}/{w.suite}/{w.model}/{rev}/{probe}.json"
-            for rev in probed_revisions(w) for probe in PROBES]
+            for rev in REVISIONS[(w.suite, w.model)] for probe in PROBES]
 
 
 def checkpoint_files(w):

@@ -1,8 +1,8 @@
 # Which revisions of a model to analyse, with commit, weight files and hashes,
-# written before anything is downloaded. A checkpoint: the probe jobs follow it.
+# written before anything is downloaded.
 
 
-checkpoint resolve:
+rule resolve:
     input:
         built_minisuite,
     output:
