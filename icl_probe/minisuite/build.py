@@ -54,12 +54,12 @@ class MiniModel:
     d_model: int
     n_head: int
     rotary_pct: float = 0.25  # GPT-NeoX only (Pythia: 0.25); OLMo-2 rotates every dim
-    init_std: float = 0.02  # initializer_range
+    init_std: float = 0.05  # initializer_range (larger than HF's 0.02: shorter plateaus)
     final_step: int = 800
     interval: int = 100  # spacing of checkpoints after the doubling part
     batch_size: int = 16
     seq_len: int = 128
-    lr: float = 1e-3
+    lr: float = 3e-3
     warmup: int = 50
     min_lr_frac: float = 0.1  # cosine decay to this fraction of lr (Pythia: 0.1)
     weight_decay: float = 0.1
@@ -68,9 +68,11 @@ class MiniModel:
 
 
 MODELS: dict[str, MiniModel] = {
-    "pythia-s": MiniModel("mini/pythia-s", "pythia", "gpt_neox", n_layer=2, d_model=64, n_head=4),
-    "pythia-m": MiniModel("mini/pythia-m", "pythia", "gpt_neox", n_layer=3, d_model=96, n_head=4),
-    "olmo2-s": MiniModel("mini/olmo2-s", "olmo2", "olmo2", n_layer=2, d_model=64, n_head=4),
+    # head dimension 32 throughout (a head's OV circuit has rank head_dim: it must be
+    # large enough to copy one of ~320 tokens)
+    "pythia-s": MiniModel("mini/pythia-s", "pythia", "gpt_neox", n_layer=2, d_model=64, n_head=2),
+    "pythia-m": MiniModel("mini/pythia-m", "pythia", "gpt_neox", n_layer=3, d_model=96, n_head=3),
+    "olmo2-s": MiniModel("mini/olmo2-s", "olmo2", "olmo2", n_layer=2, d_model=64, n_head=2),
 }
 
 FILES = ("config.json", "generation_config.json", "model.safetensors",

@@ -9,6 +9,9 @@ LM packing). Document kinds:
     b uniform in 0 .. 9 - 4a, k pairs with k uniform in 2..12.
 (b) ``repeat``: a block of m random ordinary tokens (m uniform in 8..32)
     repeated twice (sometimes three times), as in the induction probe.
+(b') ``skip``: skip-bigram text over the ordinary tokens, w[t+1] = skip[w[t-1]] for
+    a fixed permutation ``skip`` (the n-gram structure that grows previous-token
+    heads, the first half of an induction circuit).
 (c) ``recall``: 20 distinct key -> value pairs ``k1 v1 ... k20 v20`` then a query
     key and its value, as in the associative-recall probe.
 (d) ``filler``: 8..40 filler words, drawn from a skewed unigram distribution.
@@ -23,8 +26,8 @@ import numpy as np
 
 from .tokenizer import ARROW, DIGITS, EOS, FILLER, NEWLINE, vocabulary
 
-KINDS = ("gd", "repeat", "recall", "filler")
-DEFAULT_MIX = {"gd": 0.35, "repeat": 0.35, "recall": 0.15, "filler": 0.15}
+KINDS = ("gd", "repeat", "skip", "recall", "filler")
+DEFAULT_MIX = {"gd": 0.2, "repeat": 0.45, "skip": 0.25, "recall": 0.05, "filler": 0.05}
 
 
 class Vocab:
@@ -41,6 +44,13 @@ class Vocab:
         self.filler = np.array([index[w] for w in FILLER])
         # ordinary = every non-special token: what the probes draw random tokens from
         self.ordinary = np.array([i for i in range(self.size) if i != self.eos])
+        # the skip-bigram language: w[t+1] = skip[w[t-1]], a fixed permutation of the
+        # ordinary tokens (the same for every seed: it is part of the "language")
+        order = np.random.default_rng(20240).permutation(len(self.ordinary))
+        self.skip_words = self.ordinary
+        self.skip_next = dict(zip(self.ordinary.tolist(), self.ordinary[order].tolist()))
+        w = 1.0 / np.arange(1, len(self.filler) + 1)  # Zipf-like filler frequencies
+        self.filler_cdf = np.cumsum(w / w.sum())
 
 
 def gd_document(rng: np.random.Generator, v: Vocab, k: int | None = None) -> list[int]:
@@ -67,6 +77,19 @@ def repeat_document(rng: np.random.Generator, v: Vocab, m: int | None = None) ->
     return block * copies
 
 
+def skip_document(rng: np.random.Generator, v: Vocab) -> list[int]:
+    """Skip-bigram text: two random words, then w[t+1] = skip[w[t-1]] (16..40 words).
+
+    Predicting it needs a previous-token head, the first half of an induction
+    circuit (as n-gram statistics do in natural text).
+    """
+    n = int(rng.integers(16, 41))
+    ids = rng.choice(v.skip_words, size=2).tolist()
+    while len(ids) < n:
+        ids.append(v.skip_next[ids[-2]])
+    return ids
+
+
 def recall_document(rng: np.random.Generator, v: Vocab, n_pairs: int = 20) -> list[int]:
     """``k1 v1 ... kn vn kq vq`` with distinct keys and values (ordinary tokens)."""
     items = rng.choice(v.ordinary, size=2 * n_pairs, replace=False)
@@ -78,19 +101,21 @@ def recall_document(rng: np.random.Generator, v: Vocab, n_pairs: int = 20) -> li
 
 def filler_document(rng: np.random.Generator, v: Vocab) -> list[int]:
     n = int(rng.integers(8, 41))
-    p = 1.0 / np.arange(1, len(v.filler) + 1)
-    return rng.choice(v.filler, size=n, p=p / p.sum()).tolist()
+    idx = np.minimum(np.searchsorted(v.filler_cdf, rng.random(n)), len(v.filler) - 1)
+    return v.filler[idx].tolist()
 
 
-_MAKERS = {"gd": gd_document, "repeat": repeat_document, "recall": recall_document,
+_MAKERS = {"gd": gd_document, "repeat": repeat_document,
+           "skip": skip_document, "recall": recall_document,
            "filler": filler_document}
 
 
 def document(rng: np.random.Generator, v: Vocab, mix: dict[str, float] = DEFAULT_MIX) -> list[int]:
+    """One document of a kind drawn with probabilities ``mix`` (kind -> weight)."""
     kinds = list(mix)
-    p = np.array([mix[k] for k in kinds], dtype=float)
-    kind = kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
-    return _MAKERS[kind](rng, v)
+    cdf = np.cumsum([mix[k] for k in kinds])
+    i = min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(kinds) - 1)
+    return _MAKERS[kinds[i]](rng, v)
 
 
 def packed_rows(rng: np.random.Generator, n_rows: int, seq_len: int,
