@@ -235,7 +235,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _is_user_error(e: Exception) -> bool:
     """Errors whose message already says what went wrong and what to do."""
-    return isinstance(e, (ConfigError, FileNotFoundError)) or getattr(e, "user_facing", False)
+    from icl_probe.arch import UnsupportedArchitectureError
+    from icl_probe.hub.errors import CheckpointSourceError
+    from icl_probe.prompts import PromptError
+
+    known = (ConfigError, FileNotFoundError, CheckpointSourceError, PromptError, UnsupportedArchitectureError)
+    return isinstance(e, known) or getattr(e, "user_facing", False)
 
 
 if __name__ == "__main__":

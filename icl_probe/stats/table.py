@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from icl_probe import SCHEMA_VERSION
 from icl_probe.io import atomic_write, read_json
 
 PROBES = ("gd_readout", "induction", "attention_sinks", "associative_recall")
@@ -55,8 +56,23 @@ def read_results(model_dir, revision: str) -> dict[str, dict]:
         except (json.JSONDecodeError, OSError) as e:
             raise ValueError(f"unreadable result file {path}: {e}") from None
         if isinstance(res, dict) and "probe" in res and "scalars" in res:
+            check_schema_version(res, path)
             out[res["probe"]] = res
     return out
+
+
+class StaleResultError(ValueError):
+    """A result file written by another schema version: its numbers may mean something else."""
+
+    user_facing = True
+
+
+def check_schema_version(res: dict, path) -> None:
+    found = res.get("schema_version")
+    if found != SCHEMA_VERSION:
+        raise StaleResultError(
+            f"result file {path} has schema version {found}, but this icl-probe reads version "
+            f"{SCHEMA_VERSION}; recompute it: snakemake --cores 2 --forcerun {path}")
 
 
 def _num(x) -> float:
