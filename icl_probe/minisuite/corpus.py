@@ -12,6 +12,8 @@ LM packing). Document kinds:
 (b') ``skip``: skip-bigram text over the ordinary tokens, w[t+1] = skip[w[t-1]] for
     a fixed permutation ``skip`` (the n-gram structure that grows previous-token
     heads, the first half of an induction circuit).
+(b'') ``trigram``: trigram text over 16 filler words, w[t+1] = trigram[w[t-1], w[t]]
+    for a fixed random table (needs the previous word before the last layer).
 (c) ``recall``: 20 distinct key -> value pairs ``k1 v1 ... k20 v20`` then a query
     key and its value, as in the associative-recall probe.
 (d) ``filler``: 8..40 filler words, drawn from a skewed unigram distribution.
@@ -26,8 +28,8 @@ import numpy as np
 
 from .tokenizer import ARROW, DIGITS, EOS, FILLER, NEWLINE, vocabulary
 
-KINDS = ("gd", "repeat", "skip", "recall", "filler")
-DEFAULT_MIX = {"gd": 0.2, "repeat": 0.45, "skip": 0.25, "recall": 0.05, "filler": 0.05}
+KINDS = ("gd", "repeat", "skip", "trigram", "recall", "filler")
+DEFAULT_MIX = {"gd": 0.15, "repeat": 0.45, "skip": 0.15, "trigram": 0.2, "filler": 0.05}
 
 
 class Vocab:
@@ -49,6 +51,10 @@ class Vocab:
         order = np.random.default_rng(20240).permutation(len(self.ordinary))
         self.skip_words = self.ordinary
         self.skip_next = dict(zip(self.ordinary.tolist(), self.ordinary[order].tolist()))
+        # the trigram language: w[t+1] = trigram[w[t-1], w[t]] over the first 16 filler words
+        trng = np.random.default_rng(20241)
+        self.tri_words = self.filler[:16]
+        self.tri_next = trng.integers(0, 16, size=(16, 16))
         w = 1.0 / np.arange(1, len(self.filler) + 1)  # Zipf-like filler frequencies
         self.filler_cdf = np.cumsum(w / w.sum())
 
@@ -90,6 +96,20 @@ def skip_document(rng: np.random.Generator, v: Vocab) -> list[int]:
     return ids
 
 
+def trigram_document(rng: np.random.Generator, v: Vocab) -> list[int]:
+    """Trigram text: w[t+1] = trigram[w[t-1], w[t]] over 16 filler words (16..40 words).
+
+    The next word depends on the current and the previous one together, so the
+    previous word must reach the current position before the last layer: a
+    previous-token head in an early layer, the first half of an induction circuit.
+    """
+    n = int(rng.integers(16, 41))
+    idx = rng.integers(0, 16, size=2).tolist()
+    while len(idx) < n:
+        idx.append(int(v.tri_next[idx[-2], idx[-1]]))
+    return v.tri_words[idx].tolist()
+
+
 def recall_document(rng: np.random.Generator, v: Vocab, n_pairs: int = 20) -> list[int]:
     """``k1 v1 ... kn vn kq vq`` with distinct keys and values (ordinary tokens)."""
     items = rng.choice(v.ordinary, size=2 * n_pairs, replace=False)
@@ -106,7 +126,7 @@ def filler_document(rng: np.random.Generator, v: Vocab) -> list[int]:
 
 
 _MAKERS = {"gd": gd_document, "repeat": repeat_document,
-           "skip": skip_document, "recall": recall_document,
+           "skip": skip_document, "trigram": trigram_document, "recall": recall_document,
            "filler": filler_document}
 
 
