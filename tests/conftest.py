@@ -141,3 +141,16 @@ def sink_gpt2(layer: int = 0, strength: float = 100.0) -> torch.nn.Module:
             attn.bias[h * hd] = strength  # query: constant
             attn.weight[j, d + h * hd] = 1.0  # key: feature j
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def default_workflow(tmp_path_factory):
+    """The default config run end to end (mini-suite build included) in a temporary folder."""
+    import shutil
+
+    from workflow_utils import REPO, run_snakemake
+
+    workdir = tmp_path_factory.mktemp("default-workflow")
+    shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
+    run_snakemake(workdir, "--cores", "2")
+    return workdir

@@ -2,55 +2,42 @@
 
 import json
 import math
+import re
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def _snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
-    if check and proc.returncode != 0:
-        logs = "\n".join(f"== {p}\n{p.read_text()[-3000:]}" for p in sorted(workdir.glob("logs/**/*.log")))
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stderr[-6000:]}\n{logs[-8000:]}")
-    return proc
+from workflow_utils import REPO, run_snakemake
 
 
 def test_lint_is_clean(tmp_path):
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
-    proc = _snakemake(tmp_path, "--lint")
+    proc = run_snakemake(tmp_path, "--lint")
     assert "Congratulations" in proc.stdout + proc.stderr
 
 
 def test_bad_config_fails_before_any_job_with_the_key_named(tmp_path):
     text = (REPO / "config.yaml").read_text().replace("dtype: float32", "dtype: float8")
     (tmp_path / "config.yaml").write_text(text)
-    proc = _snakemake(tmp_path, "-n", check=False)
+    proc = run_snakemake(tmp_path, "-n", check=False)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "runtime.dtype" in out and "bfloat16" in out
     assert not (tmp_path / "results").exists()
 
 
-@pytest.fixture(scope="module")
-def default_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("workflow")
-    shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
-    first = _snakemake(workdir, "--cores", "2")
-    return workdir, first
+def test_preset_dry_run_builds_the_whole_sweep_offline(tmp_path):
+    proc = run_snakemake(tmp_path, "-n", "--configfile", str(REPO / "presets" / "pythia.yaml"))
+    out = proc.stdout + proc.stderr
+    # nine sizes x 12 log-spaced branches, each fetched and probed; the mini-suite is not merged in
+    counts = dict(line.split() for line in out.splitlines() if re.fullmatch(r"\w+\s+\d+", line.strip()))
+    assert counts["probe"] == counts["fetch"] == "108" and counts["resolve"] == "9"
+    assert "build_minisuite" not in out
 
 
 @pytest.mark.slow
-def test_default_workflow_writes_tables_and_figures_with_finite_numbers(default_run):
-    workdir, _ = default_run
-    results = workdir / "results"
+def test_default_workflow_writes_tables_and_figures_with_finite_numbers(default_workflow):
+    results = default_workflow / "results"
     for model in ("pythia-s", "pythia-m", "olmo2-s"):
         table = pd.read_csv(results / "mini" / model / "table.csv")
         manifest = json.loads((results / "mini" / model / "manifest.json").read_text())
@@ -67,7 +54,6 @@ def test_default_workflow_writes_tables_and_figures_with_finite_numbers(default_
 
 
 @pytest.mark.slow
-def test_second_run_has_nothing_to_do(default_run):
-    workdir, _ = default_run
-    proc = _snakemake(workdir, "--cores", "2")
+def test_second_run_has_nothing_to_do(default_workflow):
+    proc = run_snakemake(default_workflow, "--cores", "2")
     assert "Nothing to be done" in proc.stdout + proc.stderr
