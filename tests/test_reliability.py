@@ -1,0 +1,96 @@
+"""Reliability of the workflow: a killed run resumes, one checkpoint reruns alone, runs repeat exactly.
+
+These run Snakemake on a few checkpoints of the mini-suite, reusing the models that the
+default end-to-end run built (copied into each working folder).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from workflow_utils import mtimes, run_snakemake, small_config, snakemake_cmd, workdir_with_minisuite
+
+PROBES = ("gd_readout", "induction", "attention_sinks", "associative_recall")
+VOLATILE = ("timing", "provenance")
+
+
+def _finished_checkpoints(results):
+    """Revision folders that hold every probe's result."""
+    return sorted(d for d in results.glob("mini/*/*") if d.is_dir() and all((d / f"{p}.json").exists() for p in PROBES))
+
+
+def _stable(path):
+    res = json.loads(path.read_text())
+    return {k: v for k, v in res.items() if k not in VOLATILE}
+
+
+@pytest.fixture(scope="module")
+def resumed_run(default_workflow, tmp_path_factory):
+    """A small sweep killed with SIGKILL after its first finished checkpoint, then run again."""
+    workdir = workdir_with_minisuite(tmp_path_factory.mktemp("killed"), default_workflow, small_config())
+    results = workdir / "results"
+    proc = subprocess.Popen(snakemake_cmd(workdir, "--cores", "1"), cwd=workdir, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not _finished_checkpoints(results) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the sweep ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = _finished_checkpoints(results)
+    before = mtimes(results)
+    for name in before:  # nothing under results is half-written
+        if name.endswith(".json"):
+            json.loads((results / name).read_text())
+    rerun = run_snakemake(workdir, "--cores", "2")  # the same command, nothing else
+    return workdir, finished, before, rerun
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_without_recomputing_finished_checkpoints(resumed_run):
+    workdir, finished, before, rerun = resumed_run
+    results = workdir / "results"
+    assert finished, "no checkpoint had finished when the run was killed"
+    after = mtimes(results)
+    for folder in finished:
+        for probe in PROBES:
+            name = str((folder / f"{probe}.json").relative_to(results))
+            assert after[name] == before[name], f"{name} was recomputed"
+    assert (results / "figures" / "emergence.png").exists()
+    for model in ("pythia-s", "olmo2-s"):
+        assert (results / "mini" / model / "stats.json").exists()
+
+
+@pytest.mark.slow
+def test_rerun_of_one_checkpoint_changes_exactly_it_and_its_aggregates(resumed_run):
+    workdir, *_ = resumed_run
+    results = workdir / "results"
+    revision = sorted(p.name for p in (results / "mini" / "pythia-s").iterdir() if p.is_dir())[0]
+    target = f"results/mini/pythia-s/{revision}/gd_readout.json"
+    before = mtimes(results)
+    run_snakemake(workdir, "--cores", "2", "--forcerun", target)
+    after = mtimes(results)
+    changed = {name for name in before if after.get(name) != before[name]}
+    expected = {f"mini/pythia-s/{revision}/{p}.json" for p in PROBES}
+    expected |= {f"mini/pythia-s/{n}" for n in ("table.csv", "table.parquet", "layers.csv", "stats.json", "qc.json")}
+    figures = {name for name in before if name.startswith("figures/")}
+    assert changed - figures == expected
+    assert "figures/emergence.png" in changed
+
+
+@pytest.mark.slow
+def test_two_runs_of_one_config_give_identical_results(resumed_run, default_workflow, tmp_path):
+    workdir, *_ = resumed_run
+    fresh = workdir_with_minisuite(tmp_path / "fresh", default_workflow, small_config())
+    run_snakemake(fresh, "--cores", "2")
+    ours = sorted((workdir / "results").glob("mini/*/*/*.json"))
+    assert len(ours) == 2 * 3 * len(PROBES)
+    for path in ours:
+        twin = fresh / path.relative_to(workdir)
+        assert _stable(path) == _stable(twin), f"{path.relative_to(workdir)} differs between runs"
+    for model in ("pythia-s", "olmo2-s"):
+        rel = f"results/mini/{model}/table.csv"
+        assert (workdir / rel).read_bytes() == (fresh / rel).read_bytes()
