@@ -123,6 +123,16 @@ def machine() -> dict:
             "load_at_start": os.getloadavg()}
 
 
+def _git_head() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "icl_probe"], cwd=REPO, capture_output=True,
+                               text=True).stdout
+        return head.strip() + (" + uncommitted changes in icl_probe/" if dirty.strip() else "")
+    except OSError:
+        return "?"
+
+
 # ----------------------------------------------------------------------------- 1. model + tokenizer
 def build_tokenizer(size: int = TOKENIZER_SIZE):
     """Word-level tokenizer: ``<|endoftext|>``, digits 0-9, ``->``, newline, then words ``w00000``..."""
@@ -308,11 +318,42 @@ def load_model(repo_id, cache_dir):
 
 
 def read_weights(snap: Path) -> int:
+    """Read every safetensors byte into one reused 8 MiB buffer (the read alone, no allocation)."""
+    buf = memoryview(bytearray(8 << 20))
     n = 0
     for f in sorted(snap.glob("*.safetensors")):
         with open(f, "rb", buffering=0) as fh:
-            n += len(fh.read())
+            while k := fh.readinto(buf):
+                n += k
     return n
+
+
+FRESH_LOAD = """
+import sys, time, torch, transformers
+from transformers import AutoModelForCausalLM
+transformers.utils.logging.disable_progress_bar()
+t = time.perf_counter()
+AutoModelForCausalLM.from_pretrained(sys.argv[1], revision=sys.argv[2], cache_dir=sys.argv[3],
+                                     local_files_only=True, dtype=torch.float32)
+print(time.perf_counter() - t)
+"""
+
+
+def fresh_process_load(repo_id, cache_dir) -> float:
+    """``from_pretrained`` as a probe job meets it: first call in a new process (lazy imports included,
+    ``import torch, transformers`` not)."""
+    p = subprocess.run([sys.executable, "-c", FRESH_LOAD, repo_id, REVISION, str(cache_dir)], cwd=REPO,
+                       capture_output=True, text=True, check=True)
+    return float(p.stdout.strip().splitlines()[-1])
+
+
+def load_and_touch(repo_id, cache_dir):
+    """``from_pretrained`` then read every parameter once: safetensors are memory-mapped, so
+    ``from_pretrained`` alone may return before the weight pages are read from the file."""
+    model = load_model(repo_id, cache_dir)
+    with torch.no_grad():
+        total = sum(float(p.sum()) for p in model.parameters())
+    return model, total
 
 
 # ----------------------------------------------------------------------------- 5. scale
@@ -476,7 +517,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "RESULTS.md"))
     ap.add_argument("--work", default=str(WORK))
     ap.add_argument("--skip", nargs="*", default=[],
-                    choices=["overhead", "peer", "load", "dryrun", "memory", "profile"])
+                    choices=["overhead", "peer", "backbone", "check", "load", "dryrun", "memory", "profile"],
+                    help="parts to leave out; 'backbone' = the one-off backbone-only forward, 'check' = the "
+                         "peer check run (our collectors alone)")
+    ap.add_argument("--tag", default="", help="suffix of benchmarks/_work/results-<shape>[-tag].json")
+    ap.add_argument("--merge", help="results-<shape>.json of an earlier run: parts skipped now are taken from it "
+                                    "(and marked as such in the report)")
     args = ap.parse_args(argv)
     from transformers.utils import logging as hf_logging
 
@@ -505,8 +551,58 @@ def main(argv=None) -> int:
     log(f"{n_params / 1e6:.1f}M params; batches: {len(batches)}; tokens per probe: {n_tokens}")
     R = args.repeats
     res: dict = {"shape": args.shape, "repeats": R, "params": n_params, "weight_bytes": weight_bytes,
-                 "tokens": n_tokens, "n_batches": len(batches)}
+                 "tokens": n_tokens, "n_batches": len(batches), "t_probe": [], "t_bare": [], "per_probe_json": [],
+                 "t_peer": [], "t_ours2": [], "icl_probe_commit": _git_head()}
     tmp = Path(tempfile.mkdtemp(prefix="bench-", dir=work))
+
+    def finish(final: bool) -> str:
+        """Write the results JSON and the report (after every stage, so a cut-short run leaves its numbers)."""
+        out = dict(res)
+        info["load_at_end"] = os.getloadavg()
+        if args.merge:
+            earlier = json.loads(Path(args.merge).read_text())
+            if earlier.get("shape") != args.shape:
+                raise SystemExit(f"--merge {args.merge}: shape {earlier.get('shape')!r}, not {args.shape!r}")
+            taken = []
+            for key in MERGEABLE:
+                if not out.get(key) and earlier.get(key):
+                    out[key] = earlier[key]
+                    taken.append(key)
+            m = earlier["machine"]
+            out["merged"] = {"file": str(args.merge), "keys": taken, "written": earlier.get("written"),
+                             "load": [m.get("load_at_start"), m.get("load_at_end")]}
+        out["written"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        out["complete"] = final
+        (work / f"results-{args.shape}{'-' + args.tag if args.tag else ''}.json").write_text(json.dumps({"machine": info, **out}, indent=1, default=str))
+        report = render(info, out, argv if argv is not None else sys.argv[1:])
+        Path(args.out).write_text(report)
+        return report
+
+    if "dryrun" not in args.skip:
+        res["dryrun"] = dry_run(work / "scale", max(1, min(R, 3)))
+        finish(final=False)
+        log("dry run", {k: v for k, v in res["dryrun"].items() if k != "tail"})
+
+    if "load" not in args.skip:
+        read_weights(snap)  # warm the page cache
+        load_model(repo_id, str(cache))
+        t_load, t_read, t_loadtok, t_touch = [], [], [], []
+        for _ in range(max(R, 5)):
+            t, m = timed(lambda: load_and_touch(repo_id, str(cache)))
+            del m
+            t_touch.append(t)
+            t_read.append(timed(lambda: read_weights(snap))[0])
+            t, m = timed(lambda: load_model(repo_id, str(cache)))
+            del m
+            t_load.append(t)
+            t, m = timed(lambda: load_checkpoint(repo_id, REVISION, cache_dir=str(cache), local_files_only=True))
+            del m
+            t_loadtok.append(t)
+        t_fresh = [fresh_process_load(repo_id, cache) for _ in range(min(R, 3))]
+        res.update(t_load=t_load, t_read=t_read, t_load_with_tokenizer=t_loadtok, t_load_touch=t_touch,
+                   t_load_fresh=t_fresh)
+        log(f"load {fmt_s(t_load)}, read {fmt_s(t_read)}, load+tokenizer {fmt_s(t_loadtok)}")
+        finish(final=False)
 
     # warm-up: one batch of each probe through the bare model and the eager path
     bare_forward(lm, batches[:1])
@@ -533,31 +629,19 @@ def main(argv=None) -> int:
             t, peer = timed(lambda: peer_gd_induction(lm, tok, prompts, int(settings["batch_size"])))
             t_peer.append(t)
             log(f"[{r}] peer {t:.2f} s")
+        res.update(t_probe=t_probe, t_bare=t_bare, per_probe_json=per_probe_json, t_peer=t_peer, t_ours2=t_ours2,
+                   repeats_done=r + 1)
+        finish(final=False)
     res.update(t_probe=t_probe, t_bare=t_bare, per_probe_json=per_probe_json, t_peer=t_peer, t_ours2=t_ours2)
     # once: the backbone-only forward (info), our collectors alone and the peer check
-    if "overhead" not in args.skip:
+    if "overhead" not in args.skip and "backbone" not in args.skip:
         secs = bare_forward(lm, batches, backbone_only=True)
         res.update(t_backbone=[sum(secs.values())], backbone_per_probe=[secs])
         log(f"backbone only {sum(secs.values()):.2f} s {secs}")
-    if peer is not None:
+    if peer is not None and "check" not in args.skip:
         t, ours = timed(lambda: ours_gd_induction(lm, tok, prompts, settings))
         res.update(t_ours2_collect=[t], peer_check=compare_peer(ours, peer, prompts))
         log(f"ours (collect only) {t:.2f} s, check {res['peer_check']}")
-
-    if "load" not in args.skip:
-        read_weights(snap)  # warm the page cache
-        load_model(repo_id, str(cache))
-        t_load, t_read, t_loadtok = [], [], []
-        for _ in range(max(R, 5)):
-            t_read.append(timed(lambda: read_weights(snap))[0])
-            t, m = timed(lambda: load_model(repo_id, str(cache)))
-            del m
-            t_load.append(t)
-            t, m = timed(lambda: load_checkpoint(repo_id, REVISION, cache_dir=str(cache), local_files_only=True))
-            del m
-            t_loadtok.append(t)
-        res.update(t_load=t_load, t_read=t_read, t_load_with_tokenizer=t_loadtok)
-        log(f"load {fmt_s(t_load)}, read {fmt_s(t_read)}, load+tokenizer {fmt_s(t_loadtok)}")
 
     if "profile" not in args.skip:
         text, rows = profile_pass(lm, tok, repo_id, settings, prompts_path, tmp / "profile")
@@ -571,22 +655,18 @@ def main(argv=None) -> int:
     if "memory" not in args.skip:
         res["memory"] = peak_memory(repo_id, cache, prompts_path, settings_all, tmp / "memory")
         log("memory", res["memory"])
-    if "dryrun" not in args.skip:
-        res["dryrun"] = dry_run(work / "scale", max(1, min(R, 3)))
-        log("dry run", {k: v for k, v in res["dryrun"].items() if k != "tail"})
-
     shutil.rmtree(tmp, ignore_errors=True)
-    info["load_at_end"] = os.getloadavg()
-    (work / f"results-{args.shape}.json").write_text(json.dumps({"machine": info, **res}, indent=1, default=str))
-    report = render(info, res, argv if argv is not None else sys.argv[1:])
-    Path(args.out).write_text(report)
-    print(report)
+    print(finish(final=True))
     return 0
 
 
 # ----------------------------------------------------------------------------- report
+MERGEABLE = ("memory", "profile_top", "profile_parts", "peer_check", "t_backbone", "backbone_per_probe",
+             "t_ours2_collect", "dryrun", "t_load", "t_read", "t_load_with_tokenizer", "t_load_touch", "t_load_fresh")
+
+
 def render(info: dict, res: dict, argv) -> str:
-    R = res["repeats"]
+    R = res.get("repeats_done", res["repeats"])
     rows = []  # (measure, value, target, holds)
 
     def ratio_row(name, num, den, target, op, note=""):
@@ -595,7 +675,8 @@ def render(info: dict, res: dict, argv) -> str:
             return
         v = median(num) / median(den)
         ok = v <= op[1] if op[0] == "<=" else v >= op[1]
-        rows.append((name, f"{v:.2f} ({fmt_s(num)} / {fmt_s(den)})", target, "yes" if ok else "NO", note))
+        holds = "-" if target == "(info)" else ("yes" if ok else "NO")
+        rows.append((name, f"{v:.2f} ({fmt_s(num)} / {fmt_s(den)})", target, holds, note))
 
     ratio_row("probe overhead = probe pass / bare forward (full model, logits)", res["t_probe"], res["t_bare"],
               "<= 1.5", ("<=", 1.5))
@@ -607,6 +688,10 @@ def render(info: dict, res: dict, argv) -> str:
               res.get("t_ours2_collect"), "(info)", (">=", 0))
     ratio_row("load ratio = from_pretrained / read safetensors bytes (warm)", res.get("t_load"),
               res.get("t_read"), "<= 1.5", ("<=", 1.5))
+    ratio_row("from_pretrained + one read of every parameter / read safetensors bytes (warm)", res.get("t_load_touch"),
+              res.get("t_read"), "<= 1.5", ("<=", 1.5))
+    ratio_row("from_pretrained as the first call in a fresh process (lazy imports) / read bytes (warm)",
+              res.get("t_load_fresh"), res.get("t_read"), "(info)", ("<=", float("inf")))
     ratio_row("load_checkpoint (model + tokenizer) / read bytes (warm)", res.get("t_load_with_tokenizer"),
               res.get("t_read"), "(info)", ("<=", float("inf")))
     dr = res.get("dryrun")
@@ -638,9 +723,11 @@ def render(info: dict, res: dict, argv) -> str:
     L.append("# Benchmark results: probe cost vs a bare forward pass and a peer library\n")
     L.append(f"Command (from the repository root): `{cmd}`  ")
     L.append(f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `benchmarks/run.py`; "
-             f"medians of {R} repeats (min-max in brackets), interleaved.\n")
+             f"medians of {R} repeats (min-max in brackets), interleaved"
+             + ("" if res.get("complete") else " (**run not finished: partial results**)") + ".\n")
     L.append("## Machine\n")
     L.append(f"- CPU: {info['cpu']}, {info['cores']} cores (torch threads {info['torch_threads']}), RAM {info['ram']}")
+    L.append(f"- icl-probe at commit {res.get('icl_probe_commit', '?')}")
     L.append(f"- Python {info['python']}, torch {info['torch']}, transformers {info['transformers']}, "
              f"nnsight {info['nnsight']} (pinned `{PEER_PIN}`), snakemake {info['snakemake']}")
     la, lb = info["load_at_start"], info.get("load_at_end", ("?",) * 3)
@@ -654,6 +741,12 @@ def render(info: dict, res: dict, argv) -> str:
              "loaded from a local Hub cache under `benchmarks/_work/hub`")
     L.append(f"- word-level tokenizer with {TOKENIZER_SIZE} entries (digits 0-9 single tokens); default probe "
              f"settings; {res['n_batches']} batches; real tokens per probe: {res['tokens']}\n")
+    if res.get("merged") and res["merged"]["keys"]:
+        mg = res["merged"]
+        la0, la1 = mg["load"]
+        L.append(f"Taken from an earlier run of the same script (`{mg['file']}`, written {mg['written']}, load average "
+                 f"{la0[0]:.1f} at its start, {la1[0]:.1f} at its end), because this run skipped them: "
+                 + ", ".join(f"`{k}`" for k in mg["keys"]) + ".\n")
     L.append("## Results\n")
     L.append("| measure | median ratio (numerator / denominator) | target | holds |")
     L.append("|---|---|---|---|")
@@ -689,10 +782,10 @@ def render(info: dict, res: dict, argv) -> str:
             L.append("```\n" + m["tail"] + "\n```\n")
     if dr:
         L.append(f"Dry run: `{dr['command']}` in a scratch folder whose `config.yaml` names 10 Pythia models "
-                 f"(`source: hub`, `branch_list: recorded`, `revisions: all`). 'fresh': before any manifest exists "
-                 f"(the resolve checkpoints are pending, so the DAG stops there); 'resolved': with a manifest per model "
-                 f"({dr.get('revisions_total', '?')} revisions in all, branches from the {dr.get('branch_source', '?')}; "
-                 f"made-up commits and hashes), so the DAG expands to every fetch and probe job. "
+                 "(`source: hub`, `branch_list: recorded`, `revisions: all`). 'fresh': before any manifest exists "
+                 "(a sweep's first dry run; the DAG comes from the static revision plan, `icl_probe.plan`); "
+                 f"'resolved': with a manifest per model ({dr.get('revisions_total', '?')} revisions in all, branches "
+                 f"from the {dr.get('branch_source', '?')}; made-up commits and hashes), as after the resolve jobs. "
                  f"Jobs: fresh {dr['fresh']['jobs']}, resolved {dr['resolved']['jobs']}.\n")
         for phase in ("fresh", "resolved"):
             if dr[phase]["tail"]:
