@@ -221,22 +221,29 @@ def bare_forward(lm, batches, backbone_only: bool = False) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- 3. the peer (nnsight)
-def peer_gd_induction(lm, tok, prompts: dict, batch_size: int) -> dict:
+def peer_model(lm, tok):
+    """The peer's wrapper, made once as a notebook would. nnsight instruments the modules of
+    the model it wraps (per instance), so the peer gets its own copy of the weights and our
+    passes keep running on an uninstrumented model."""
+    from nnsight import TransformersModel
+
+    return TransformersModel(lm, task="text-generation", tokenizer=tok)
+
+
+def peer_gd_induction(model, prompts: dict, batch_size: int, limit: int | None = None) -> dict:
     """GD readout and induction surprisal with nnsight, the way its logit-lens tutorial does it.
 
     One ``trace`` per batch; inside it, every layer's residual output goes through the
     model's own final norm and head (only at the positions read), and only the small
-    per-prompt results are saved.
+    per-prompt results are saved. ``limit``: only the first prompts (warm-up).
     """
     import nnsight
-    from nnsight import TransformersModel
 
-    model = TransformersModel(lm, task="text-generation", tokenizer=tok)
     net = model.gpt_neox
     digits = prompts["gd_readout"]["digit_ids"]
     d = torch.arange(10, dtype=torch.float32)
 
-    gd = [p for s in prompts["gd_readout"]["sets"] for p in s["prompts"]]
+    gd = [p for s in prompts["gd_readout"]["sets"] for p in s["prompts"]][:limit]
     y_hat = []  # per batch [L+1, B]
     with torch.inference_mode():
         for i in range(0, len(gd), batch_size):
@@ -252,7 +259,7 @@ def peer_gd_induction(lm, tok, prompts: dict, batch_size: int) -> dict:
 
     m = prompts["induction"]["block_len"]
     q = torch.arange(m, 2 * m - 1)
-    seqs = [x for s in prompts["induction"]["sets"] for x in s["sequences"]]
+    seqs = [x for s in prompts["induction"]["sets"] for x in s["sequences"]][:limit]
     surprisal = []  # per batch [L+1, B]
     with torch.inference_mode():
         for i in range(0, len(seqs), batch_size):
@@ -610,6 +617,10 @@ def main(argv=None) -> int:
 
     for _ in Lens(lm).run(prompts["induction"]["sets"][0]["sequences"][:2], None, attentions=True):
         pass
+    if "peer" not in args.skip:
+        lm_peer, _ = load_checkpoint(repo_id, REVISION, cache_dir=str(cache), local_files_only=True)
+        peer_lm = peer_model(lm_peer, tok)
+        peer_gd_induction(peer_lm, prompts, int(settings["batch_size"]), limit=2)  # warm-up
 
     # interleaved repeats, so load drift on the shared machine hits every method alike
     t_probe, t_bare, per_probe_json, t_peer, t_ours2, peer = [], [], [], [], [], None
@@ -626,7 +637,7 @@ def main(argv=None) -> int:
             res.setdefault("bare_per_probe", []).append(secs)
             log(f"[{r}] bare forward {t_bare[-1]:.2f} s {secs}")
         if "peer" not in args.skip:
-            t, peer = timed(lambda: peer_gd_induction(lm, tok, prompts, int(settings["batch_size"])))
+            t, peer = timed(lambda: peer_gd_induction(peer_lm, prompts, int(settings["batch_size"])))
             t_peer.append(t)
             log(f"[{r}] peer {t:.2f} s")
         res.update(t_probe=t_probe, t_bare=t_bare, per_probe_json=per_probe_json, t_peer=t_peer, t_ours2=t_ours2,
@@ -651,6 +662,7 @@ def main(argv=None) -> int:
         log(text[:4000])
 
     del lm
+    peer_lm = lm_peer = None
     gc.collect()
     if "memory" not in args.skip:
         res["memory"] = peak_memory(repo_id, cache, prompts_path, settings_all, tmp / "memory")
@@ -725,6 +737,7 @@ def render(info: dict, res: dict, argv) -> str:
     L.append(f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `benchmarks/run.py`; "
              f"medians of {R} repeats (min-max in brackets), interleaved"
              + ("" if res.get("complete") else " (**run not finished: partial results**)") + ".\n")
+    L.append("How each number is measured, and what it leaves out: `benchmarks/README.md`.\n")
     L.append("## Machine\n")
     L.append(f"- CPU: {info['cpu']}, {info['cores']} cores (torch threads {info['torch_threads']}), RAM {info['ram']}")
     L.append(f"- icl-probe at commit {res.get('icl_probe_commit', '?')}")
