@@ -112,3 +112,40 @@ if workflow.is_main_process:
 
 onstart:
     record_owner()
+
+
+# --- job resources that follow the checkpoint's size (Slurm: --mem, -t, --gpus) ---
+ON_GPU = str(config["runtime"]["device"]).startswith("cuda")
+
+
+def weights_mb(w, input):
+    """MiB of one revision's weight files, from its manifest entry (1 before resolve ran)."""
+    try:
+        with open(input.manifest) as f:
+            entries = json.load(f)["revisions"]
+    except FileNotFoundError:
+        return 1
+    entry = next((e for e in entries if e["revision"] == w.revision), {"files": []})
+    return max(1, sum(f["size"] for f in entry["files"]) // 2**20)
+
+
+def probe_mem_mb(w, input, attempt):
+    """~2 GiB for Python/torch + the model at runtime.dtype (float32: twice a 16-bit
+    file) + a transient copy while loading; doubled on each retry."""
+    per_file_mb = 3 if config["runtime"]["dtype"] == "float32" else 2
+    return (2048 + per_file_mb * weights_mb(w, input)) * attempt
+
+
+def probe_runtime(w, input, attempt):
+    """Minutes: 15 + 10 per GiB of weights on CPU, 2 per GiB on a GPU; doubled on each retry."""
+    per_gib = 2 if ON_GPU else 10
+    return int(15 + per_gib * weights_mb(w, input) / 1024) * attempt
+
+
+def fetch_disk_mb(w, input):
+    return int(1.1 * weights_mb(w, input)) + 512
+
+
+def fetch_runtime(w, input, attempt):
+    """Minutes: 10 + 2 per GiB (about 10 MB/s); doubled on each retry."""
+    return int(10 + 2 * weights_mb(w, input) / 1024) * attempt

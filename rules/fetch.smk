@@ -12,6 +12,10 @@ rule fetch:
     conda:
         "../envs/icl-probe.yaml"
     retries: 2
+    resources:
+        mem_mb=2000,
+        disk_mb=fetch_disk_mb,
+        runtime=fetch_runtime,
     shell:
         "icl-probe fetch --manifest {input.manifest} --revision {wildcards.revision}"
         " --dest {output} > {log} 2>&1"

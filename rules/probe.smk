@@ -38,6 +38,10 @@ rule probe:
             else model_cache_dir(record(w))
         ),
     threads: 1
+    resources:
+        mem_mb=probe_mem_mb,
+        runtime=probe_runtime,
+        gpu=1 if ON_GPU else 0,
     shell:
         "icl-probe probe --manifest {input.manifest} --revision {wildcards.revision}"
         " --prompts {input.prompts} --cache-dir {params.cache} --settings {params.settings:q}"
