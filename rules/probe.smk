@@ -13,9 +13,10 @@ rule prompts:
         "../envs/icl-probe.yaml"
     params:
         settings=probe_settings_json,
+        cache="resources/tokenizers",
     shell:
         "icl-probe prompts --manifest {input.manifest} --settings {params.settings:q}"
-        " --out {output} > {log} 2>&1"
+        " --cache-dir {params.cache} --out {output} > {log} 2>&1"
 
 
 rule probe:
