@@ -11,7 +11,7 @@ import subprocess
 import time
 
 import pytest
-from workflow_utils import mtimes, run_snakemake, small_config, snakemake_cmd, workdir_with_minisuite
+from workflow_utils import env, mtimes, run_snakemake, small_config, snakemake_cmd, workdir_with_minisuite
 
 PROBES = ("gd_readout", "induction", "attention_sinks", "associative_recall")
 VOLATILE = ("timing", "provenance")
@@ -32,7 +32,7 @@ def resumed_run(default_workflow, tmp_path_factory):
     """A small sweep killed with SIGKILL after its first finished checkpoint, then run again."""
     workdir = workdir_with_minisuite(tmp_path_factory.mktemp("killed"), default_workflow, small_config())
     results = workdir / "results"
-    proc = subprocess.Popen(snakemake_cmd(workdir, "--cores", "1"), cwd=workdir, start_new_session=True,
+    proc = subprocess.Popen(snakemake_cmd(workdir, "--cores", "1"), cwd=workdir, start_new_session=True, env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
     while not _finished_checkpoints(results) and proc.poll() is None and time.monotonic() < deadline:

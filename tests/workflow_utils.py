@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,12 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
 
 
+def env() -> dict[str, str]:
+    """The environment of a workflow run: this Python's scripts (icl-probe) first on PATH."""
+    bindir = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+
+
 def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
     return [*SNAKEMAKE, "--directory", str(workdir), *args]
 
@@ -20,7 +27,7 @@ def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
 def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run snakemake in ``workdir``; on failure, raise with its output and the job logs."""
     cmd = snakemake_cmd(workdir, *args)
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=env())
     if check and proc.returncode != 0:
         logs = "\n".join(f"== {p}\n{p.read_text()[-3000:]}" for p in sorted(workdir.glob("logs/**/*.log")))
         raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}\n{logs[-8000:]}")
