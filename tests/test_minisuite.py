@@ -133,24 +133,27 @@ def test_branch_names():
 # ----------------------------------------------------------------- one real build
 
 
-def _steepest_interior_drop(losses: list[float]) -> tuple[float, int]:
-    """Largest loss[i] - loss[i+1] with both checkpoints strictly inside (not the
-    first, not the last); returns (drop, i)."""
-    drops = [(losses[i] - losses[i + 1], i) for i in range(1, len(losses) - 2)]
-    return max(drops)
+def _interior_fall(losses: list[float]) -> tuple[float, int, int]:
+    """Largest loss[i] - loss[j] with i < j and both checkpoints strictly inside the
+    schedule (neither the first nor the last); returns (fall, i, j)."""
+    n = len(losses)
+    return max((losses[i] - losses[j], i, j) for i in range(1, n - 1) for j in range(i + 1, n - 1))
 
 
 @pytest.mark.slow
-def test_build_pythia_s_emerges_and_loads(tmp_path):
+def test_built_suite_loads_by_revision_and_shows_emergence(default_workflow):
+    """From the mini-suite the default workflow built: every branch loads through
+    from_pretrained(revision=...), and pythia-s's held-out induction loss falls by at
+    least 2 nats between checkpoints strictly inside the schedule."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    cache = default_workflow / "resources" / "minisuite" / "hub"
     name = "pythia-s"
-    repo = mb.build_model(name, tmp_path, seed=0, log=lambda *a: None)
-    assert repo == tmp_path / "models--mini--pythia-s"
-    assert [p.name for p in tmp_path.iterdir()] == [repo.name]  # no leftovers
+    repo = cache / "models--mini--pythia-s"
     info = json.loads((repo / "icl_probe_build.json").read_text())
     steps = info["schedule"]
+    assert steps == mb.schedule(mb.MODELS[name].final_step, mb.MODELS[name].interval)
     assert info["tokens_per_step"] == mb.tokens_per_step(name)
 
     refs = {p.name: p.read_text() for p in (repo / "refs").iterdir()}
@@ -163,31 +166,29 @@ def test_build_pythia_s_emerges_and_loads(tmp_path):
     for step in steps:
         rev = mb.branch_name(name, step)
         model = AutoModelForCausalLM.from_pretrained(
-            "mini/pythia-s", revision=rev, cache_dir=tmp_path, local_files_only=True)
+            "mini/pythia-s", revision=rev, cache_dir=cache, local_files_only=True)
         snap = repo / "snapshots" / refs[rev]
         digest = hashlib.sha256((snap / "model.safetensors").read_bytes()).hexdigest()
         assert (snap / "model.safetensors").resolve().name == digest
         model.eval()
         losses.append(mb.induction_loss(model, held))
-    tok = AutoTokenizer.from_pretrained("mini/pythia-s", revision="main", cache_dir=tmp_path,
+    tok = AutoTokenizer.from_pretrained("mini/pythia-s", revision="main", cache_dir=cache,
                                         local_files_only=True)
     assert tok.pad_token is None and len(tok("3 -> 7\n4 ->").input_ids) == 6
 
-    drop, i = _steepest_interior_drop(losses)
-    assert drop >= 2.0, (losses, steps)
-    assert 0 < i and i + 1 < len(steps) - 1
-    assert losses[-1] < losses[0] - 3.0
+    fall, i, j = _interior_fall(losses)
+    assert fall >= 2.0, (losses, steps)
+    assert 0 < i < j < len(steps) - 1
 
     # the GD task is learned: final-layer error far below step 0
     ids, y = (torch.from_numpy(a) for a in mc.heldout_gd(99, n_prompts=48))
     digits = [tok.convert_tokens_to_ids(str(d)) for d in range(10)]
     first = AutoModelForCausalLM.from_pretrained("mini/pythia-s", revision="step0",
-                                                 cache_dir=tmp_path, local_files_only=True)
+                                                 cache_dir=cache, local_files_only=True)
     gd0 = mb.gd_metrics(first.eval(), ids, y, digits)
     gd1 = mb.gd_metrics(model, ids, y, digits)
     assert gd1["gd_mean_err"] < 0.5 * gd0["gd_mean_err"]
     assert gd1["gd_acc"] >= 0.6
-
 
 
 def test_build_is_deterministic_and_atomic(tmp_path, monkeypatch):

@@ -29,7 +29,7 @@ import numpy as np
 from .tokenizer import ARROW, DIGITS, EOS, FILLER, NEWLINE, vocabulary
 
 KINDS = ("gd", "repeat", "skip", "trigram", "recall", "filler")
-DEFAULT_MIX = {"gd": 0.15, "repeat": 0.45, "skip": 0.15, "trigram": 0.2, "filler": 0.05}
+DEFAULT_MIX = {"repeat": 0.6, "gd": 0.2, "filler": 0.1, "recall": 0.1}
 
 
 class Vocab:
