@@ -75,10 +75,10 @@ MODELS: dict[str, MiniModel] = {
     # head dimension 32 throughout (a head's OV circuit has rank head_dim: it must be
     # large enough to copy one of ~320 tokens). pythia-s trains long enough for its
     # induction heads to form (held-out induction loss falls by > 2 nats between steps
-    # 1000 and 4500); the others stop earlier to keep the whole build within 5 minutes on
+    # 1000 and 5000); the others stop earlier to keep the whole build within 5 minutes on
     # 2 cores, after the GD readout has emerged.
     "pythia-s": MiniModel("mini/pythia-s", "pythia", "gpt_neox", n_layer=2, d_model=64, n_head=2,
-                          final_step=5000),
+                          final_step=5500, decay_frac=0.4),
     "pythia-m": MiniModel("mini/pythia-m", "pythia", "gpt_neox", n_layer=3, d_model=64, n_head=2),
     "olmo2-s": MiniModel("mini/olmo2-s", "olmo2", "olmo2", n_layer=2, d_model=64, n_head=2),
 }
