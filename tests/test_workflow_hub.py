@@ -18,11 +18,11 @@ from icl_probe.hub.testing import serve_hub
 
 @pytest.fixture(scope="module")
 def hub_root(default_workflow, tmp_path_factory):
-    """The built mini-suite as a Hub; pythia-s's step200 made to serve step600's files."""
+    """The built mini-suite as a Hub; pythia-s's step1000 made to serve step2000's files."""
     root = tmp_path_factory.mktemp("hub")
     shutil.copytree(default_workflow / "resources" / "minisuite" / "hub", root, symlinks=True, dirs_exist_ok=True)
     refs = root / "models--mini--pythia-s" / "refs"
-    (refs / "step200").write_text((refs / "step600").read_text())
+    (refs / "step1000").write_text((refs / "step2000").read_text())
     return root
 
 
@@ -30,7 +30,7 @@ def hub_root(default_workflow, tmp_path_factory):
 def test_pythia_and_olmo_style_sweeps_run_through_a_hub_over_http(hub_root, tmp_path):
     cfg = small_config()
     cfg["suites"] = {"hubmini": {"source": "hub", "branch_list": "live", "models": {
-        "pythia-s": {"repo_id": "mini/pythia-s", "revisions": ["step0", "step100", "step200", "step600"]},
+        "pythia-s": {"repo_id": "mini/pythia-s", "revisions": ["step0", "step500", "step1000", "step2000"]},
         "olmo2-s": {"repo_id": "mini/olmo2-s", "revisions": "log:3"}}}}
     workdir = tmp_path / "work"
     workdir.mkdir()
@@ -48,13 +48,13 @@ def test_pythia_and_olmo_style_sweeps_run_through_a_hub_over_http(hub_root, tmp_
         downloads = [r for r in hub.requests if "/resolve/" in r[1] and r[0] == "GET"]
     manifest = json.loads((workdir / "results/hubmini/pythia-s/manifest.json").read_text())
     dup = {e["revision"]: e["duplicate_of"] for e in manifest["revisions"]}
-    assert dup == {"step0": None, "step100": None, "step200": "step600", "step600": None}
+    assert dup == {"step0": None, "step500": None, "step1000": "step2000", "step2000": None}
     # the duplicate's weights were never requested; the 3 + 3 others' were, once each
     assert sum(path.endswith("/model.safetensors") for _, path, *_ in downloads) == 3 + 3
     for model, n in (("pythia-s", 3), ("olmo2-s", 3)):
         table = pd.read_csv(workdir / f"results/hubmini/{model}/table.csv")
         assert len(table) == n and table["error_reduction"].notna().all()
-    stub = json.loads((workdir / "results/hubmini/pythia-s/step200/gd_readout.json").read_text())
-    assert stub["duplicate_of"] == "step600" and "scalars" not in stub
+    stub = json.loads((workdir / "results/hubmini/pythia-s/step1000/gd_readout.json").read_text())
+    assert stub["duplicate_of"] == "step2000" and "scalars" not in stub
     # weights are temporary: nothing fetched is left on disk
     assert not list((workdir / "resources" / "fetch").glob("**/*.safetensors"))
