@@ -530,7 +530,13 @@ def main(argv=None) -> int:
     ap.add_argument("--tag", default="", help="suffix of benchmarks/_work/results-<shape>[-tag].json")
     ap.add_argument("--merge", help="results-<shape>.json of an earlier run: parts skipped now are taken from it "
                                     "(and marked as such in the report)")
+    ap.add_argument("--render", help="only re-render a results JSON written by this script into --out")
     args = ap.parse_args(argv)
+    if args.render:
+        saved = json.loads(Path(args.render).read_text())
+        info = saved.pop("machine")
+        Path(args.out).write_text(render(info, saved, saved.get("argv") or []))
+        return 0
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -580,6 +586,7 @@ def main(argv=None) -> int:
                              "load": [m.get("load_at_start"), m.get("load_at_end")]}
         out["written"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         out["complete"] = final
+        out["argv"] = list(argv if argv is not None else sys.argv[1:])
         (work / f"results-{args.shape}{'-' + args.tag if args.tag else ''}.json").write_text(json.dumps({"machine": info, **out}, indent=1, default=str))
         report = render(info, out, argv if argv is not None else sys.argv[1:])
         Path(args.out).write_text(report)
@@ -805,6 +812,8 @@ def render(info: dict, res: dict, argv) -> str:
                 L.append(f"{phase} dry run failed:\n```\n{dr[phase]['tail']}\n```\n")
     if res.get("profile_top"):
         L.append("### Profile of one probe pass (cProfile, top by own time)\n")
+        if res.get("profile_note"):
+            L.append(res["profile_note"] + "\n")
         L.append("| own s | cumulative s | calls | function |")
         L.append("|---|---|---|---|")
         for tt, ct, nc, fn in res["profile_top"][:15]:
