@@ -85,12 +85,20 @@ def probe_results(w):
             for rev in REVISIONS[(w.suite, w.model)] for probe in PROBES]
 
 
+FETCHED = "resources/fetch/{suite}/{model}/{revision}"
+
+
 def checkpoint_files(w):
     """What a probe job needs on disk besides the manifest: fetched weights (Hub) or the built suite."""
-    rec = record(w)
-    if rec["source"] == "hub":
-        return f"resources/fetch/{w.suite}/{w.model}/{w.revision}"
+    if record(w)["source"] == "hub":
+        return FETCHED.format(**w)
     return built_minisuite(w)
+
+
+def checkpoint_cache(w):
+    """The Hugging Face cache a probe job loads from: the fetched checkpoint or the local cache."""
+    rec = record(w)
+    return FETCHED.format(**w) if rec["source"] == "hub" else model_cache_dir(rec)
 
 
 def per_model_outputs():

@@ -6,7 +6,7 @@ rule fetch:
     input:
         manifest=f"{RESULTS}/{{suite}}/{{model}}/manifest.json",
     output:
-        temp(directory("resources/fetch/{suite}/{model}/{revision}")),
+        temp(directory(FETCHED)),
     log:
         "logs/{suite}/{model}/{revision}/fetch.log",
     conda:

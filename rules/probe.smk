@@ -33,11 +33,7 @@ rule probe:
     params:
         settings=probe_settings_json,
         out=lambda w: f"{RESULTS}/{w.suite}/{w.model}/{w.revision}",
-        cache=lambda w: (
-            f"resources/fetch/{w.suite}/{w.model}/{w.revision}"
-            if record(w)["source"] == "hub"
-            else model_cache_dir(record(w))
-        ),
+        cache=checkpoint_cache,
     threads: 1
     resources:
         mem_mb=probe_mem_mb,
