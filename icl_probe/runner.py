@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import re
 import time
+from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
 import torch
 
 import icl_probe
 from icl_probe.arch import context_length
+from icl_probe.hub.errors import DamagedCheckpointError
+from icl_probe.hub.integrity import check_cached_checkpoint
 from icl_probe.io import write_json
 from icl_probe.lens import Lens
 from icl_probe.probes import associative_recall as ar_probe
@@ -48,12 +51,29 @@ def _torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
     return getattr(torch, dtype)
 
 
+@contextmanager
+def _checked_files(repo_id: str, revision: str | None, cache_dir, local_files_only: bool, *, weights: bool):
+    """Around a ``from_pretrained``: the files on disk are checked first when loading only from disk,
+    and after a failure otherwise, so a damaged file is reported as such (not as a library traceback)."""
+    if local_files_only:
+        check_cached_checkpoint(repo_id, revision, cache_dir, weights=weights, required=True)
+    try:
+        yield
+    except Exception as err:
+        try:
+            check_cached_checkpoint(repo_id, revision, cache_dir, weights=weights)
+        except DamagedCheckpointError as damaged:
+            raise damaged from err
+        raise
+
+
 def load_tokenizer(repo_id: str, revision: str | None, *, cache_dir=None, local_files_only: bool = False):
     """The checkpoint's tokenizer, with ``pad_token`` set to eos when it has none."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(repo_id, revision=revision, cache_dir=cache_dir,
-                                        local_files_only=local_files_only)
+    with _checked_files(repo_id, revision, cache_dir, local_files_only, weights=False):
+        tok = AutoTokenizer.from_pretrained(repo_id, revision=revision, cache_dir=cache_dir,
+                                            local_files_only=local_files_only)
     if tok.pad_token is None and tok.eos_token is not None:
         tok.pad_token = tok.eos_token
     return tok
@@ -65,8 +85,9 @@ def load_checkpoint(repo_id: str, revision: str | None, *, cache_dir=None, local
     from transformers import AutoModelForCausalLM
 
     tok = load_tokenizer(repo_id, revision, cache_dir=cache_dir, local_files_only=local_files_only)
-    lm = AutoModelForCausalLM.from_pretrained(repo_id, revision=revision, cache_dir=cache_dir,
-                                              local_files_only=local_files_only, dtype=_torch_dtype(dtype))
+    with _checked_files(repo_id, revision, cache_dir, local_files_only, weights=True):
+        lm = AutoModelForCausalLM.from_pretrained(repo_id, revision=revision, cache_dir=cache_dir,
+                                                  local_files_only=local_files_only, dtype=_torch_dtype(dtype))
     return lm.to(device).eval(), tok
 
 
@@ -80,8 +101,9 @@ def make_prompts(repo_id: str, revision: str | None, out_path, settings: dict, c
 
     settings = probe_settings_of(settings)
     tok = load_tokenizer(repo_id, revision, cache_dir=cache_dir, local_files_only=local_files_only)
-    config = AutoConfig.from_pretrained(repo_id, revision=revision, cache_dir=cache_dir,
-                                        local_files_only=local_files_only)
+    with _checked_files(repo_id, revision, cache_dir, local_files_only, weights=False):
+        config = AutoConfig.from_pretrained(repo_id, revision=revision, cache_dir=cache_dir,
+                                            local_files_only=local_files_only)
     prompts = build_prompts(tok, settings, context_length=context_length(config),
                             vocab_limit=getattr(config, "vocab_size", None),
                             source={"repo_id": repo_id, "revision": revision})

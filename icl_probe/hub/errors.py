@@ -68,6 +68,10 @@ class FetchFailedError(CheckpointSourceError):
     """A download kept failing with transient errors after every retry."""
 
 
+class DamagedCheckpointError(CheckpointSourceError):
+    """A checkpoint's files on disk are truncated, unparsable or missing; nothing was loaded from them."""
+
+
 class DuplicateCheckpointError(CheckpointSourceError):
     """A manifest entry flagged ``duplicate_of`` was asked for: duplicates are never fetched."""
 
