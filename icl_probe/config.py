@@ -151,6 +151,24 @@ def check_semantics(cfg: dict[str, Any]) -> None:
                     "lower it or disable the probe")
 
 
+def device_problem(device: str) -> str | None:
+    """Why ``runtime.device`` cannot run on this machine, or None if it can (imports torch)."""
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            return (f"'runtime.device' is {device!r}, but this machine has no CUDA device that torch "
+                    f"{torch.__version__} can use (torch.cuda.is_available() is False); set runtime.device: cpu, "
+                    "or run the probe jobs on GPU nodes (profiles/slurm)")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            return (f"'runtime.device' is {device!r}, but this machine has {torch.cuda.device_count()} CUDA "
+                    f"device(s); allowed values: cpu, " + ", ".join(f"cuda:{i}" for i in range(torch.cuda.device_count())))
+    if device == "mps" and not torch.backends.mps.is_available():
+        return "'runtime.device' is 'mps', but this machine has no Apple GPU torch can use; set runtime.device: cpu"
+    return None
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file and validate it (see :func:`validate_config`)."""
     path = Path(path)

@@ -19,6 +19,7 @@ import torch
 
 import icl_probe
 from icl_probe.arch import context_length
+from icl_probe.config import ConfigError, device_problem
 from icl_probe.hub.errors import DamagedCheckpointError
 from icl_probe.hub.integrity import check_cached_checkpoint
 from icl_probe.io import write_json
@@ -84,6 +85,8 @@ def load_checkpoint(repo_id: str, revision: str | None, *, cache_dir=None, local
     """Load model and tokenizer of one revision (one ``from_pretrained`` each, no remote code)."""
     from transformers import AutoModelForCausalLM
 
+    if device != "cpu" and (problem := device_problem(str(device))):
+        raise ConfigError(problem)
     tok = load_tokenizer(repo_id, revision, cache_dir=cache_dir, local_files_only=local_files_only)
     with _checked_files(repo_id, revision, cache_dir, local_files_only, weights=True):
         lm = AutoModelForCausalLM.from_pretrained(repo_id, revision=revision, cache_dir=cache_dir,

@@ -6,7 +6,7 @@ import os
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from icl_probe.config import ConfigError, validate_config, models, model_record
+from icl_probe.config import ConfigError, device_problem, validate_config, models, model_record
 from icl_probe.locks import clear_stale_locks, record_owner
 from icl_probe.plan import planned_revisions
 
@@ -120,6 +120,10 @@ if workflow.is_main_process:
 
 onstart:
     record_owner()
+    # jobs that run here must be able to use runtime.device (cluster jobs check on their node)
+    if workflow.local_exec and config["runtime"]["device"] != "cpu":
+        if problem := device_problem(config["runtime"]["device"]):
+            raise WorkflowError(f"invalid configuration: {problem}")
 
 
 # --- job resources that follow the checkpoint's size (Slurm: --mem, -t, --gpus) ---

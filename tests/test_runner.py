@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 import transformers
 
 from conftest import make_model, make_tokenizer, zero_blocks
@@ -191,3 +192,16 @@ def test_collectors_match_brute_force(tokenizer, small_settings):
     tg = torch.tensor([p["target"] for p in ps])
     np.testing.assert_allclose(ar[1]["logp"], torch.log_softmax(lg, -1)[torch.arange(len(ps)), tg].numpy(), atol=1e-5)
     np.testing.assert_array_equal(ar[1]["correct"], (lg.argmax(-1) == tg).float().numpy())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_probe_job_on_a_node_without_cuda_says_so_before_loading(saved_model, monkeypatch):
+    from icl_probe.config import ConfigError
+    from icl_probe.runner import load_checkpoint
+
+    def no_load(*a, **k):
+        raise AssertionError("the weights must not be loaded for a device that cannot run them")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_load)
+    with pytest.raises(ConfigError, match=r"runtime.device.*cuda:1.*set runtime.device: cpu"):
+        load_checkpoint(str(saved_model), None, device="cuda:1")

@@ -26,6 +26,18 @@ def test_bad_config_fails_before_any_job_with_the_key_named(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA device")
+def test_cuda_on_a_machine_without_one_fails_before_any_job(tmp_path):
+    text = (REPO / "config.yaml").read_text().replace("device: cpu", "device: cuda")
+    (tmp_path / "config.yaml").write_text(text)
+    assert run_snakemake(tmp_path, "-n").returncode == 0  # a dry run (or a cluster submit host) is fine
+    proc = run_snakemake(tmp_path, "--cores", "2", check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "runtime.device" in out and "set runtime.device: cpu" in out and "Traceback" not in out
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "resources").exists()  # no job ran
+
+
 def test_preset_dry_run_builds_the_whole_sweep_offline(tmp_path):
     proc = run_snakemake(tmp_path, "-n", "--configfile", str(REPO / "presets" / "pythia.yaml"))
     out = proc.stdout + proc.stderr
