@@ -16,7 +16,7 @@ import torch
 
 from hub_fixtures import build_hub_cache
 from icl_probe import cli
-from icl_probe.hub.errors import DamagedCheckpointError
+from icl_probe.hub.errors import DamagedCheckpointError, RemoteCodeRefusedError
 from icl_probe.hub.integrity import check_safetensors, check_snapshot, snapshot_dir
 from icl_probe.runner import load_checkpoint, load_tokenizer
 
@@ -152,3 +152,16 @@ def test_cli_reports_a_damaged_checkpoint_in_one_line(cache, capsys):
     assert rc == 2
     assert "model.safetensors is truncated" in err and "Traceback" not in err
     assert not (out / "attention_sinks.json").exists()  # no result from a damaged checkpoint
+
+
+def test_checkpoint_that_needs_its_own_code_is_refused_and_the_code_never_runs(cache, tmp_path):
+    root, snap = cache
+    marker = tmp_path / "code-ran"
+    config = json.loads((snap / "config.json").read_text())
+    config.update(model_type="evil_lm", auto_map={"AutoConfig": "evil.EvilConfig",
+                                                  "AutoModelForCausalLM": "evil.EvilModel"})
+    (snap / "config.json").write_text(json.dumps(config))
+    (snap / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    with pytest.raises(RemoteCodeRefusedError, match="never runs a checkpoint's code"):
+        _load(root)
+    assert not marker.exists()

@@ -72,6 +72,10 @@ class DamagedCheckpointError(CheckpointSourceError):
     """A checkpoint's files on disk are truncated, unparsable or missing; nothing was loaded from them."""
 
 
+class RemoteCodeRefusedError(CheckpointSourceError):
+    """The checkpoint can only be built by running code shipped in its repository; that never happens."""
+
+
 class DuplicateCheckpointError(CheckpointSourceError):
     """A manifest entry flagged ``duplicate_of`` was asked for: duplicates are never fetched."""
 

@@ -7,7 +7,8 @@ safetensors headers and sizes, the pickle structure of ``.bin`` files without
 their tensors) and raises :class:`~icl_probe.hub.errors.DamagedCheckpointError`
 naming the file, what is wrong with it and how to get a good copy back.
 
-- ``config.json``: present, a JSON object with a ``model_type``;
+- ``config.json``: present, a JSON object with a ``model_type`` that transformers implements
+  itself when the config asks for the repository's own code (``auto_map``): that code never runs;
 - the tokenizer: ``tokenizer.json`` (valid JSON) or the files of a slow tokenizer;
 - the weights: every safetensors file is exactly as long as its header says
   (a truncated download is shorter), the shard index names shards that exist,
@@ -21,7 +22,7 @@ import os
 import struct
 from pathlib import Path
 
-from icl_probe.hub.errors import DamagedCheckpointError
+from icl_probe.hub.errors import DamagedCheckpointError, RemoteCodeRefusedError
 
 # A tokenizer is complete with one of these sets of files (fast tokenizer first).
 TOKENIZER_FILE_SETS = (("tokenizer.json",), ("tokenizer.model",), ("vocab.json", "merges.txt"),
@@ -65,6 +66,13 @@ def check_config(snap: Path) -> dict:
     if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
         raise DamagedCheckpointError("config.json has no 'model_type', so the architecture is unknown; "
                                      + _what_to_do(snap))
+    from transformers import CONFIG_MAPPING
+
+    if config.get("auto_map") and config["model_type"] not in CONFIG_MAPPING:
+        raise RemoteCodeRefusedError(
+            f"config.json asks for code from the checkpoint's repository (auto_map: {sorted(config['auto_map'])}) "
+            f"to build model_type {config['model_type']!r}, which transformers does not implement; icl-probe never "
+            "runs a checkpoint's code: use a checkpoint of a supported architecture (see icl_probe/arch.py)")
     return config
 
 
