@@ -300,7 +300,13 @@ def write_prompts(path: str | os.PathLike, prompts: dict):
 
 def load_prompts(path: str | os.PathLike) -> dict:
     """Read a prompt file and check its hash."""
-    prompts = read_json(path)
+    try:
+        prompts = read_json(path)
+    except ValueError as err:
+        raise PromptError(f"{path} is not valid JSON ({err}): the prompt file is damaged; delete it and rerun "
+                          "(the workflow's prompts job writes it again)") from None
+    if not isinstance(prompts, dict):
+        raise PromptError(f"{path} is not a prompt file (no JSON object); delete it and rerun")
     stored = prompts.get("prompts_sha256")
     if stored is not None and stored != prompts_sha256(prompts):
         raise PromptError(f"{path}: prompts_sha256 does not match the content (file edited or truncated?)")

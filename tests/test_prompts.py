@@ -120,6 +120,14 @@ def test_tampered_prompt_file(tokenizer, small_settings, tmp_path):
         load_prompts(path)
 
 
+def test_truncated_prompt_file_is_named(tokenizer, small_settings, tmp_path):
+    path = write_prompts(tmp_path / "p.json", build_prompts(tokenizer, small_settings))
+    text = path.read_text()
+    path.write_text(text[: len(text) // 3])
+    with pytest.raises(PromptError, match="p.json is not valid JSON.*delete it and rerun"):
+        load_prompts(path)
+
+
 def test_prompt_too_long_names_probe_length_limit(tokenizer, small_settings):
     prompts = build_prompts(tokenizer, small_settings)
     check_context(prompts, 16)  # induction 2m = 16, sinks 12, recall 11, gd 3*3+2 = 11

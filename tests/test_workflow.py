@@ -66,6 +66,24 @@ def test_default_workflow_writes_tables_and_figures_with_finite_numbers(default_
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("model", ["pythia-s", "pythia-m", "olmo2-s"])
+def test_probes_see_what_training_put_in_the_mini_suite(default_workflow, model):
+    """Induction accuracy near chance at step 0 and high at the final checkpoint; the GD
+    readout's error reduction higher at the final checkpoint than at step 0."""
+    from icl_probe.minisuite.tokenizer import build_tokenizer
+    from icl_probe.prompts import ordinary_token_ids
+
+    table = pd.read_csv(default_workflow / "results" / "mini" / model / "table.csv")
+    first, last = table.iloc[0], table.iloc[-1]
+    assert first["step"] == 0 and last["step"] == table["step"].max()
+    chance = 1 / len(ordinary_token_ids(build_tokenizer()))  # the probe draws its tokens uniformly from these
+    assert first["induction_acc"] < 3 * chance, first["induction_acc"]
+    assert last["induction_acc"] >= 0.5, table[["step", "induction_acc"]].to_string()
+    assert last["induction_acc"] > 100 * chance
+    assert last["error_reduction"] > first["error_reduction"] + 0.5
+
+
+@pytest.mark.slow
 def test_second_run_has_nothing_to_do(default_workflow):
     proc = run_snakemake(default_workflow, "--cores", "2")
     assert "Nothing to be done" in proc.stdout + proc.stderr

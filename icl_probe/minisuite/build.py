@@ -53,6 +53,7 @@ class MiniModel:
     d_model: int
     n_head: int
     rotary_pct: float = 1.0  # GPT-NeoX only (Pythia: 0.25); OLMo-2 rotates every dim
+    parallel_residual: bool = True  # GPT-NeoX only: attention and MLP read the same input (Pythia)
     init_std: float = 0.02  # initializer_range (transformers' default)
     tie_embeddings: bool = True  # tied unembedding: copying a token is the identity map
     final_step: int = 2000
@@ -155,7 +156,7 @@ def make_config(name: str):
                   max_position_embeddings=2 * m.seq_len, bos_token_id=eos, eos_token_id=eos,
                   tie_word_embeddings=m.tie_embeddings, initializer_range=m.init_std)
     if m.model_type == "gpt_neox":
-        return GPTNeoXConfig(**common, rotary_pct=m.rotary_pct, use_parallel_residual=True,
+        return GPTNeoXConfig(**common, rotary_pct=m.rotary_pct, use_parallel_residual=m.parallel_residual,
                              hidden_dropout=0.0, attention_dropout=0.0)
     if m.model_type == "olmo2":
         return Olmo2Config(**common, num_key_value_heads=m.n_head, pad_token_id=None,
