@@ -20,6 +20,18 @@ def test_result_from_an_older_schema_is_refused_with_the_fix(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+def test_damaged_result_file_is_named_with_the_fix(tmp_path, capsys):
+    model_dir = tmp_path / "mini" / "m"
+    write_model(model_dir, "mini", "m", steps=(0, 1, 2, 4, 8))
+    bad = model_dir / "step2" / "induction.json"
+    bad.write_text(bad.read_text()[:100])
+    code = main(["aggregate", "--model-dir", str(model_dir), "--manifest", str(model_dir / "manifest.json")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"unreadable result file {bad}" in err and f"--forcerun {bad}" in err and "Traceback" not in err
+    assert not (model_dir / "table.csv").exists()  # no table built from a partial set of results
+
+
 def test_probe_of_a_revision_not_in_the_manifest_names_the_ones_it_has(tmp_path, capsys):
     model_dir = tmp_path / "mini" / "m"
     write_model(model_dir, "mini", "m", steps=(0, 1, 2))

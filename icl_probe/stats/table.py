@@ -53,12 +53,19 @@ def read_results(model_dir, revision: str) -> dict[str, dict]:
     for path in sorted(folder.glob("*.json")):
         try:
             res = read_json(path)
-        except (json.JSONDecodeError, OSError) as e:
-            raise ValueError(f"unreadable result file {path}: {e}") from None
+        except (ValueError, OSError) as e:
+            raise DamagedResultError(f"unreadable result file {path} ({e}); recompute it: "
+                                     f"snakemake --cores 2 --forcerun {path}") from None
         if isinstance(res, dict) and "probe" in res and "scalars" in res:
             check_schema_version(res, path)
             out[res["probe"]] = res
     return out
+
+
+class DamagedResultError(ValueError):
+    """A result file that does not parse (written by something other than icl-probe's atomic writes)."""
+
+    user_facing = True
 
 
 class StaleResultError(ValueError):
