@@ -141,16 +141,17 @@ def _interior_fall(losses: list[float]) -> tuple[float, int, int]:
 
 
 @pytest.mark.slow
-def test_built_suite_loads_by_revision_and_shows_emergence(default_workflow):
+@pytest.mark.parametrize("name", sorted(mb.MODELS))
+def test_built_suite_loads_by_revision_and_shows_emergence(default_workflow, name):
     """From the mini-suite the default workflow built: every branch loads through
-    from_pretrained(revision=...), and pythia-s's held-out induction loss falls by at
+    from_pretrained(revision=...), and each model's held-out induction loss falls by at
     least 2 nats between checkpoints strictly inside the schedule."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cache = default_workflow / "resources" / "minisuite" / "hub"
-    name = "pythia-s"
-    repo = cache / "models--mini--pythia-s"
+    repo_id = mb.MODELS[name].repo_id
+    repo = cache / mb.cache_folder(name)
     info = json.loads((repo / "icl_probe_build.json").read_text())
     steps = info["schedule"]
     assert steps == mb.schedule(mb.MODELS[name].final_step, mb.MODELS[name].interval)
@@ -166,13 +167,13 @@ def test_built_suite_loads_by_revision_and_shows_emergence(default_workflow):
     for step in steps:
         rev = mb.branch_name(name, step)
         model = AutoModelForCausalLM.from_pretrained(
-            "mini/pythia-s", revision=rev, cache_dir=cache, local_files_only=True)
+            repo_id, revision=rev, cache_dir=cache, local_files_only=True)
         snap = repo / "snapshots" / refs[rev]
         digest = hashlib.sha256((snap / "model.safetensors").read_bytes()).hexdigest()
         assert (snap / "model.safetensors").resolve().name == digest
         model.eval()
         losses.append(mb.induction_loss(model, held))
-    tok = AutoTokenizer.from_pretrained("mini/pythia-s", revision="main", cache_dir=cache,
+    tok = AutoTokenizer.from_pretrained(repo_id, revision="main", cache_dir=cache,
                                         local_files_only=True)
     assert tok.pad_token is None and len(tok("3 -> 7\n4 ->").input_ids) == 6
 
@@ -183,7 +184,7 @@ def test_built_suite_loads_by_revision_and_shows_emergence(default_workflow):
     # the GD task is learned: final-layer error far below step 0
     ids, y = (torch.from_numpy(a) for a in mc.heldout_gd(99, n_prompts=48))
     digits = [tok.convert_tokens_to_ids(str(d)) for d in range(10)]
-    first = AutoModelForCausalLM.from_pretrained("mini/pythia-s", revision="step0",
+    first = AutoModelForCausalLM.from_pretrained(repo_id, revision=mb.branch_name(name, 0),
                                                  cache_dir=cache, local_files_only=True)
     gd0 = mb.gd_metrics(first.eval(), ids, y, digits)
     gd1 = mb.gd_metrics(model, ids, y, digits)

@@ -74,14 +74,17 @@ class MiniModel:
 
 MODELS: dict[str, MiniModel] = {
     # head dimension 32 throughout (a head's OV circuit has rank head_dim: it must be
-    # large enough to copy one of ~320 tokens). pythia-s trains long enough for its
-    # induction heads to form (held-out induction loss falls by > 2 nats between steps
-    # 1000 and 5000); the others stop earlier to keep the whole build within 5 minutes on
-    # 2 cores, after the GD readout has emerged.
+    # large enough to copy one of ~320 tokens). Each model trains until its induction
+    # plateau has ended (held-out induction loss, nats: pythia-s 5.8 -> 3.6 from step 1500,
+    # a partial circuit; pythia-m 5.8 -> 0.5 from step 3500; olmo2-s 5.8 -> 0.5 from step
+    # 3000), and its GD readout emerges long before. Wider (d 96, 128) or sequential-residual
+    # 2-layer GPT-NeoX variants and another seed did not leave the plateau within 4000-5500 steps.
     "pythia-s": MiniModel("mini/pythia-s", "pythia", "gpt_neox", n_layer=2, d_model=64, n_head=2,
                           final_step=5500, decay_frac=0.4),
-    "pythia-m": MiniModel("mini/pythia-m", "pythia", "gpt_neox", n_layer=3, d_model=64, n_head=2),
-    "olmo2-s": MiniModel("mini/olmo2-s", "olmo2", "olmo2", n_layer=2, d_model=64, n_head=2),
+    "pythia-m": MiniModel("mini/pythia-m", "pythia", "gpt_neox", n_layer=3, d_model=64, n_head=2,
+                          final_step=5000, decay_frac=0.2),
+    "olmo2-s": MiniModel("mini/olmo2-s", "olmo2", "olmo2", n_layer=2, d_model=64, n_head=2,
+                         final_step=4500, decay_frac=0.4),
 }
 
 FILES = ("config.json", "generation_config.json", "model.safetensors",
