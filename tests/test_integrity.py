@@ -165,3 +165,18 @@ def test_checkpoint_that_needs_its_own_code_is_refused_and_the_code_never_runs(c
     with pytest.raises(RemoteCodeRefusedError, match="never runs a checkpoint's code"):
         _load(root)
     assert not marker.exists()
+
+
+def test_partial_cache_is_not_called_damaged_when_downloading(cache):
+    """Without local_files_only, files not yet downloaded are not an error; damaged ones still are."""
+    from icl_probe.hub.integrity import check_cached_checkpoint
+
+    root, snap = cache
+    (snap / "model.safetensors").unlink()
+    (snap / "tokenizer.json").unlink()
+    assert check_cached_checkpoint(REPO, "step0", root) == snap
+    with pytest.raises(DamagedCheckpointError, match="no weight files"):
+        check_cached_checkpoint(REPO, "step0", root, tokenizer=False, required=True)
+    (snap / "config.json").write_text("{")
+    with pytest.raises(DamagedCheckpointError, match="config.json is not valid JSON"):
+        check_cached_checkpoint(REPO, "step0", root)

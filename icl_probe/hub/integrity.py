@@ -76,10 +76,10 @@ def check_config(snap: Path) -> dict:
     return config
 
 
-def check_tokenizer(snap: Path) -> None:
+def check_tokenizer(snap: Path, *, missing_ok: bool = False) -> None:
     """The tokenizer files of ``snap`` are there (and ``tokenizer.json`` parses)."""
     present = {p.name for p in snap.iterdir()}
-    if not any(all(f in present for f in files) for files in TOKENIZER_FILE_SETS):
+    if not missing_ok and not any(all(f in present for f in files) for files in TOKENIZER_FILE_SETS):
         wanted = " or ".join(" + ".join(files) for files in TOKENIZER_FILE_SETS)
         raise DamagedCheckpointError(
             f"no tokenizer files in {snap} (looked for {wanted}; found {', '.join(sorted(present)) or 'nothing'}); "
@@ -128,15 +128,18 @@ def check_bin(path: Path, snap: Path) -> None:
             + _what_to_do(snap)) from None
 
 
-def check_weights(snap: Path) -> list[Path]:
-    """The weight files of ``snap``, each checked; returns them."""
+def check_weights(snap: Path, *, missing_ok: bool = False) -> list[Path]:
+    """The weight files of ``snap``, each checked; returns them. ``missing_ok``: check only the files
+    that are there (a download that failed midway leaves some out)."""
     for index_name, check in ((SAFETENSORS_INDEX, check_safetensors), (BIN_INDEX, check_bin)):
         index = snap / index_name
         if index.is_file():
             weight_map = _read_json(index, snap, "shard index")
             shards = sorted(set((weight_map or {}).get("weight_map", {}).values())) if isinstance(weight_map, dict) else []
             missing = [s for s in shards if not (snap / s).is_file()]
-            if not shards or missing:
+            if missing_ok:
+                shards = [s for s in shards if s not in missing]
+            elif not shards or missing:
                 raise DamagedCheckpointError(f"{index_name} names shards that are not there "
                                              f"({', '.join(missing) or 'none listed'}); " + _what_to_do(snap))
             for s in shards:
@@ -146,26 +149,31 @@ def check_weights(snap: Path) -> list[Path]:
         if (snap / name).is_file():
             check(snap / name, snap)
             return [snap / name]
+    if missing_ok:
+        return []
     raise DamagedCheckpointError(f"no weight files (model.safetensors, pytorch_model.bin or a shard index) in {snap}; "
                                  + _what_to_do(snap))
 
 
-def check_snapshot(snap: str | os.PathLike, *, weights: bool = True, tokenizer: bool = True) -> None:
-    """Raise :class:`DamagedCheckpointError` unless ``snap`` holds a whole config, tokenizer and weights."""
+def check_snapshot(snap: str | os.PathLike, *, weights: bool = True, tokenizer: bool = True,
+                   missing_ok: bool = False) -> None:
+    """Raise :class:`DamagedCheckpointError` unless ``snap`` holds a whole config, tokenizer and weights
+    (``missing_ok``: unless the files that are there are damaged)."""
     snap = Path(snap)
     check_config(snap)
     if tokenizer:
-        check_tokenizer(snap)
+        check_tokenizer(snap, missing_ok=missing_ok)
     if weights:
-        check_weights(snap)
+        check_weights(snap, missing_ok=missing_ok)
 
 
 def check_cached_checkpoint(repo_id: str, revision: str | None, cache_dir=None, *, weights: bool = True,
                             tokenizer: bool = True, required: bool = False) -> Path | None:
     """Check the snapshot of ``repo_id@revision`` in a Hub cache; return its folder.
 
-    ``required``: a revision that is not in the cache is an error (loading with
-    ``local_files_only``); otherwise it is left to ``from_pretrained`` to download.
+    ``required``: the checkpoint must be whole in the cache (loading with ``local_files_only``);
+    otherwise only the files already there are checked, and the rest is left to ``from_pretrained``
+    to download (so a network error is not reported as a damaged checkpoint).
     """
     snap = snapshot_dir(repo_id, revision, cache_dir)
     if snap is None:
@@ -175,5 +183,5 @@ def check_cached_checkpoint(repo_id: str, revision: str | None, cache_dir=None, 
                 "(no refs/ entry or no config.json in its snapshot); fetch it first "
                 "(in the workflow the fetch or build_minisuite job does this)")
         return None
-    check_snapshot(snap, weights=weights, tokenizer=tokenizer)
+    check_snapshot(snap, weights=weights, tokenizer=tokenizer, missing_ok=not required)
     return snap
