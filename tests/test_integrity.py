@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import struct
 
 import pytest
@@ -58,7 +59,24 @@ def test_truncated_weight_file_is_named(cache, keep):
     size = weights.stat().st_size
     with open(weights, "r+b") as f:
         f.truncate(keep if keep >= 0 else size + keep)
-    with pytest.raises(DamagedCheckpointError, match=r"model\.safetensors is truncated.*--forcerun fetch"):
+    with pytest.raises(DamagedCheckpointError, match=r"model\.safetensors is truncated.*delete .*and download"):
+        _load(root)
+
+
+@pytest.mark.parametrize("layout", ["fetch", "minisuite"])
+def test_the_fix_named_follows_where_the_checkpoint_lives(cache, layout):
+    """A workflow fetch folder is deleted whole (the fetch job runs again); a mini-suite model's
+    folder is deleted whole (the build job runs again)."""
+    root, snap = cache
+    repo_dir = snap.parent.parent
+    if layout == "fetch":
+        (root / "fetched.json").write_text("{}")
+        target = root
+    else:
+        (repo_dir / "icl_probe_build.json").write_text("{}")
+        target = repo_dir
+    (snap / "config.json").write_text("{")
+    with pytest.raises(DamagedCheckpointError, match=f"delete {re.escape(str(target))} and run the workflow again"):
         _load(root)
 
 

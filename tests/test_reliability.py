@@ -5,6 +5,7 @@ default end-to-end run built (copied into each working folder).
 """
 
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -98,3 +99,29 @@ def test_two_runs_of_one_config_give_identical_results(resumed_run, default_work
     for model in ("pythia-s", "olmo2-s"):
         rel = f"results/mini/{model}/table.csv"
         assert (workdir / rel).read_bytes() == (fresh / rel).read_bytes()
+
+
+@pytest.mark.slow
+def test_damaged_minisuite_checkpoint_is_named_and_the_advised_fix_works(default_workflow, tmp_path):
+    """A truncated weight file stops its probe job with a message naming the file and the folder
+    to delete; doing what it says (delete, run again) rebuilds the model and finishes the sweep."""
+    workdir = workdir_with_minisuite(tmp_path / "w", default_workflow, small_config(models=("pythia-s",),
+                                                                                    revisions="log:2"))
+    repo = workdir / "resources" / "minisuite" / "hub" / "models--mini--pythia-s"
+    blob = (repo / "snapshots" / (repo / "refs" / "main").read_text() / "model.safetensors").resolve()
+    size = blob.stat().st_size
+    with open(blob, "r+b") as f:
+        f.truncate(size // 2)
+    failed = run_snakemake(workdir, "--cores", "2", check=False)
+    assert failed.returncode != 0
+    log = (workdir / "logs" / "mini" / "pythia-s").glob("*/probe.log")
+    messages = "".join(p.read_text() for p in log)
+    assert "model.safetensors is truncated" in messages
+    assert "models--mini--pythia-s and run the workflow again" in messages
+    assert "Traceback" not in messages
+    shutil.rmtree(repo)  # what the message says to do
+    run_snakemake(workdir, "--cores", "2")
+    assert len(_finished_checkpoints(workdir / "results")) == 2
+    assert (repo / "icl_probe_build.json").exists()
+    rebuilt = (repo / "snapshots" / (repo / "refs" / "main").read_text() / "model.safetensors").resolve()
+    assert rebuilt.stat().st_size == size  # the same bytes again (deterministic build)

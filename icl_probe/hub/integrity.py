@@ -43,9 +43,18 @@ def snapshot_dir(repo_id: str, revision: str | None, cache_dir=None) -> Path | N
 
 
 def _what_to_do(snap: Path) -> str:
-    return (f"the checkpoint in {snap} is damaged: delete that folder and fetch it again "
-            "(in the workflow: `snakemake --forcerun fetch` for a Hub model, "
-            "`snakemake --forcerun build_minisuite` for the mini-suite)")
+    """How to get a good copy, by where the snapshot lives: a workflow fetch folder
+    (``resources/fetch/...``, holding ``fetched.json``), a mini-suite model (its build record
+    beside ``snapshots/``), or any other Hub cache."""
+    repo_dir = snap.parent.parent  # <cache>/models--org--name/snapshots/<commit>
+    if (repo_dir.parent / "fetched.json").is_file():
+        return (f"the fetched checkpoint is damaged: delete {repo_dir.parent} and run the workflow again; "
+                "it fetches the checkpoint again")
+    if (repo_dir / "icl_probe_build.json").is_file():
+        return (f"the mini-suite model is damaged: delete {repo_dir} and run the workflow again; "
+                "it builds the model again (deterministically) and probes its checkpoints")
+    return (f"the checkpoint in {snap} is damaged: delete that folder and download the revision again "
+            "(from_pretrained without local_files_only)")
 
 
 def _read_json(path: Path, snap: Path, what: str) -> object:
@@ -83,8 +92,7 @@ def check_tokenizer(snap: Path, *, missing_ok: bool = False) -> None:
         wanted = " or ".join(" + ".join(files) for files in TOKENIZER_FILE_SETS)
         raise DamagedCheckpointError(
             f"no tokenizer files in {snap} (looked for {wanted}; found {', '.join(sorted(present)) or 'nothing'}); "
-            "the checkpoint was fetched without its tokenizer or the files were removed: "
-            "delete the folder and fetch the revision again with its tokenizer")
+            "the checkpoint was copied without its tokenizer or the files were removed; " + _what_to_do(snap))
     if "tokenizer.json" in present:
         _read_json(snap / "tokenizer.json", snap, "tokenizer")
 
