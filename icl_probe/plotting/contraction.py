@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from icl_probe.plotting.common import ModelData, no_data, qc_note, save, styles
 
@@ -33,7 +34,7 @@ def pick_steps(steps, k: int = 5) -> list:
 
 def plot_contraction(models: list[ModelData], out_dir, name: str = "contraction"):
     """Left: rho_pred vs rho_obs, one point per checkpoint, with y = x. Right: induction
-    surprisal by layer at up to 5 checkpoints of one model (the first clean model with
+    surprisal by layer at up to 5 checkpoints of one model (the deepest clean model with
     per-layer surprisal). Returns ([png, pdf], caption)."""
     sty = styles(models)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
@@ -56,12 +57,12 @@ def plot_contraction(models: list[ModelData], out_dir, name: str = "contraction"
         no_data(left, "no rho_pred / rho_obs columns")
     left.set_title("Predicted vs observed contraction")
 
-    chosen, curves, metric = None, {}, None
-    for md in sorted(models, key=lambda m: m.flagged):
-        metric, curves = layer_curves(md, SURPRISAL_NAMES)
-        if curves:
-            chosen = md
-            break
+    chosen, curves = None, {}
+    for md in sorted(models, key=lambda m: m.flagged):  # clean models first, then the deepest
+        _, found = layer_curves(md, SURPRISAL_NAMES)
+        depth = max((len(layers) for layers, _ in found.values()), default=0)
+        if found and (chosen is None or (chosen.flagged == md.flagged and depth > chosen_depth)):
+            chosen, curves, chosen_depth = md, found, depth
     if chosen is None:
         no_data(right, "no per-layer induction surprisal")
     else:
@@ -71,6 +72,7 @@ def plot_contraction(models: list[ModelData], out_dir, name: str = "contraction"
             layers, vals = curves[step]
             right.plot(layers, vals, marker="o", markersize=3,
                        color=cmap(i / max(len(shown) - 1, 1)), label=f"step {step:g}")
+        right.xaxis.set_major_locator(MaxNLocator(integer=True))
         right.set_xlabel("layer (0 = embedding)")
         right.set_ylabel("induction surprisal (nats)")
         right.legend(fontsize=8, title=chosen.model + (" (QC)" if chosen.flagged else ""), title_fontsize=8)
