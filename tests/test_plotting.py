@@ -71,3 +71,20 @@ def test_readout_step_choices():
     assert readout_step(md, "final") == 1000.0
     assert readout_step(md, "peak") == 1000.0
     assert readout_step(md, 12) == 10.0
+
+
+def test_contraction_shows_the_deepest_clean_model(tmp_path):
+    from icl_probe.plotting.contraction import plot_contraction
+
+    def with_layers(name, n_layers, issues=()):
+        md = model(name, issues=issues)
+        md.layers = pd.DataFrame([{"revision": f"step{s}", "step": float(s), "metric": "surprisal", "layer": l,
+                                   "value": 8.0 - l} for s in (0, 10, 1000) for l in range(n_layers + 1)])
+        return md
+
+    flagged = {"reason": "duplicate weights", "revisions": ["x"]}
+    models = [with_layers("shallow", 2), with_layers("deep", 3), with_layers("deepest-but-flagged", 6, [flagged])]
+    _, caption = plot_contraction(models, tmp_path)
+    assert "checkpoints of deep." in caption
+    _, caption = plot_contraction([with_layers("a", 2, [flagged]), with_layers("b", 4, [flagged])], tmp_path)
+    assert "checkpoints of b." in caption
