@@ -53,16 +53,18 @@ def _torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 
 @contextmanager
-def _checked_files(repo_id: str, revision: str | None, cache_dir, local_files_only: bool, *, weights: bool):
-    """Around a ``from_pretrained``: the files on disk are checked first when loading only from disk,
-    and after a failure otherwise, so a damaged file is reported as such (not as a library traceback)."""
+def _checked_files(repo_id: str, revision: str | None, cache_dir, local_files_only: bool, *,
+                   tokenizer: bool = False, weights: bool = False):
+    """Around a ``from_pretrained``: the files it reads (config.json always, plus the tokenizer or the
+    weights) are checked first when loading only from disk, and after a failure otherwise, so a damaged
+    file is reported as such (not as a library traceback)."""
     if local_files_only:
-        check_cached_checkpoint(repo_id, revision, cache_dir, weights=weights, required=True)
+        check_cached_checkpoint(repo_id, revision, cache_dir, tokenizer=tokenizer, weights=weights, required=True)
     try:
         yield
     except Exception as err:
         try:
-            check_cached_checkpoint(repo_id, revision, cache_dir, weights=weights)
+            check_cached_checkpoint(repo_id, revision, cache_dir, tokenizer=tokenizer, weights=weights)
         except DamagedCheckpointError as damaged:
             raise damaged from err
         raise
@@ -72,7 +74,7 @@ def load_tokenizer(repo_id: str, revision: str | None, *, cache_dir=None, local_
     """The checkpoint's tokenizer, with ``pad_token`` set to eos when it has none."""
     from transformers import AutoTokenizer
 
-    with _checked_files(repo_id, revision, cache_dir, local_files_only, weights=False):
+    with _checked_files(repo_id, revision, cache_dir, local_files_only, tokenizer=True):
         tok = AutoTokenizer.from_pretrained(repo_id, revision=revision, cache_dir=cache_dir,
                                             local_files_only=local_files_only)
     if tok.pad_token is None and tok.eos_token is not None:
@@ -85,7 +87,7 @@ def load_checkpoint(repo_id: str, revision: str | None, *, cache_dir=None, local
     """Load model and tokenizer of one revision (one ``from_pretrained`` each, no remote code)."""
     from transformers import AutoModelForCausalLM
 
-    if device != "cpu" and (problem := device_problem(str(device))):
+    if problem := device_problem(str(device)):
         raise ConfigError(problem)
     tok = load_tokenizer(repo_id, revision, cache_dir=cache_dir, local_files_only=local_files_only)
     with _checked_files(repo_id, revision, cache_dir, local_files_only, weights=True):
@@ -104,7 +106,7 @@ def make_prompts(repo_id: str, revision: str | None, out_path, settings: dict, c
 
     settings = probe_settings_of(settings)
     tok = load_tokenizer(repo_id, revision, cache_dir=cache_dir, local_files_only=local_files_only)
-    with _checked_files(repo_id, revision, cache_dir, local_files_only, weights=False):
+    with _checked_files(repo_id, revision, cache_dir, local_files_only):
         config = AutoConfig.from_pretrained(repo_id, revision=revision, cache_dir=cache_dir,
                                             local_files_only=local_files_only)
     prompts = build_prompts(tok, settings, context_length=context_length(config),

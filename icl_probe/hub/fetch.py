@@ -48,6 +48,7 @@ from icl_probe.hub.errors import (
     validate_repo_id,
     validate_revision,
 )
+from icl_probe.hub.integrity import weights_only_error
 from icl_probe.hub.resolve import (
     _local_files,
     cache_repo_dir,
@@ -226,18 +227,12 @@ def _download_files(repo_id: str, revision: str, commit: str, files: list[dict],
 
 def _check_weights_only(paths: list[Path]) -> None:
     """A ``.bin`` checkpoint must load through torch's weights-only unpickler."""
-    import torch
-
     for p in paths:
-        try:
-            torch.load(p, map_location="meta", weights_only=True)  # meta: tensors are not read
-        except Exception as err:  # noqa: BLE001
+        if problem := weights_only_error(p):
             for q in paths:
                 _remove_cached(q)
             raise CheckpointSourceError(
-                f"{p.name} cannot be loaded with torch.load(weights_only=True) ({type(err).__name__}); "
-                "refusing to load it any other way, the fetched weights have been removed"
-            ) from err
+                f"{problem}; refusing to load it any other way, the fetched weights have been removed")
 
 
 def fetch_checkpoint(

@@ -123,17 +123,24 @@ def check_safetensors(path: Path, snap: Path) -> None:
             f"{size} bytes on disk, {need} bytes expected; " + _what_to_do(snap))
 
 
-def check_bin(path: Path, snap: Path) -> None:
-    """A ``.bin`` file loads through torch's weights-only unpickler (tensors are not read)."""
+def weights_only_error(path: Path) -> str | None:
+    """Why ``path`` does not load through torch's weights-only unpickler (tensors are not read),
+    or None if it does."""
     import torch
 
     try:
         torch.load(path, map_location="meta", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure means: not a safe, whole checkpoint
+        return f"{path.name} cannot be loaded with torch.load(weights_only=True) ({type(err).__name__}: {err})"
+    return None
+
+
+def check_bin(path: Path, snap: Path) -> None:
+    """A ``.bin`` file loads through torch's weights-only unpickler."""
+    if problem := weights_only_error(path):
         raise DamagedCheckpointError(
-            f"{path.name} cannot be loaded with torch.load(weights_only=True) ({type(err).__name__}: {err}); "
-            "it is truncated, corrupt or would run code when unpickled, and is never loaded any other way; "
-            + _what_to_do(snap)) from None
+            f"{problem}; it is truncated, corrupt or would run code when unpickled, and is never loaded "
+            "any other way; " + _what_to_do(snap))
 
 
 def check_weights(snap: Path, *, missing_ok: bool = False) -> list[Path]:
@@ -142,8 +149,8 @@ def check_weights(snap: Path, *, missing_ok: bool = False) -> list[Path]:
     for index_name, check in ((SAFETENSORS_INDEX, check_safetensors), (BIN_INDEX, check_bin)):
         index = snap / index_name
         if index.is_file():
-            weight_map = _read_json(index, snap, "shard index")
-            shards = sorted(set((weight_map or {}).get("weight_map", {}).values())) if isinstance(weight_map, dict) else []
+            index_doc = _read_json(index, snap, "shard index")
+            shards = sorted(set(index_doc.get("weight_map", {}).values())) if isinstance(index_doc, dict) else []
             missing = [s for s in shards if not (snap / s).is_file()]
             if missing_ok:
                 shards = [s for s in shards if s not in missing]

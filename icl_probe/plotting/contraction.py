@@ -57,12 +57,11 @@ def plot_contraction(models: list[ModelData], out_dir, name: str = "contraction"
         no_data(left, "no rho_pred / rho_obs columns")
     left.set_title("Predicted vs observed contraction")
 
+    candidates = [(md, found) for md in models if (found := layer_curves(md, SURPRISAL_NAMES)[1])]
     chosen, curves = None, {}
-    for md in sorted(models, key=lambda m: m.flagged):  # clean models first, then the deepest
-        _, found = layer_curves(md, SURPRISAL_NAMES)
-        depth = max((len(layers) for layers, _ in found.values()), default=0)
-        if found and (chosen is None or (chosen.flagged == md.flagged and depth > chosen_depth)):
-            chosen, curves, chosen_depth = md, found, depth
+    if candidates:  # clean before QC-flagged, then the deepest; the first of equals
+        chosen, curves = max(candidates, key=lambda c: (not c[0].flagged,
+                                                        max(len(layers) for layers, _ in c[1].values())))
     if chosen is None:
         no_data(right, "no per-layer induction surprisal")
     else:

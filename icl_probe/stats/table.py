@@ -7,7 +7,6 @@ pandas DataFrames; writing them is ``write_tables``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
