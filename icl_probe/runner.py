@@ -216,26 +216,28 @@ def collect_recall(lens: Lens, block: dict, *, batch_size: int, pad_id: int) -> 
     return [{"logp": a, "correct": c} for a, c in zip(_split(logp, sizes, 0), _split(correct, sizes, 0))]
 
 
-# probe -> (collector, metric function, prompt axes, scalars, per-layer, per-head, fixed kwargs from settings)
+# probe -> (collector, metric function, prompt axes, scalars, per-layer, per-head, fixed kwargs from settings,
+#           per-prompt function: the numerators/denominators written as "per_prompt")
 PROBE_TABLE: dict[str, tuple] = {
     "gd_readout": (collect_gd, gd_probe.gd_metrics, gd_probe.PROMPT_AXES, gd_probe.SCALARS,
-                   gd_probe.PER_LAYER, (), lambda s: {}),
+                   gd_probe.PER_LAYER, (), lambda s: {}, gd_probe.per_prompt),
     "induction": (collect_induction, ind_probe.induction_metrics, ind_probe.PROMPT_AXES, ind_probe.SCALARS,
-                  ind_probe.PER_LAYER, ind_probe.PER_HEAD, lambda s: {}),
+                  ind_probe.PER_LAYER, ind_probe.PER_HEAD, lambda s: {}, ind_probe.per_prompt),
     "attention_sinks": (collect_sinks, sink_probe.sink_metrics, sink_probe.PROMPT_AXES, sink_probe.SCALARS,
-                        sink_probe.PER_LAYER, sink_probe.PER_HEAD, lambda s: {"eps": float(s.get("eps", 0.3))}),
+                        sink_probe.PER_LAYER, sink_probe.PER_HEAD, lambda s: {"eps": float(s.get("eps", 0.3))},
+                        sink_probe.per_prompt),
     "associative_recall": (collect_recall, ar_probe.recall_metrics, ar_probe.PROMPT_AXES, ar_probe.SCALARS,
-                           (), (), lambda s: {}),
+                           (), (), lambda s: {}, ar_probe.per_prompt),
 }
 
 
 def run_probe(lens: Lens, probe: str, prompts: dict, settings: dict, *, pad_id: int) -> dict:
-    """One probe on a loaded model: ``{"scalars", "per_seed", "per_layer", "per_head"}``."""
-    collect, metric, axes, scalars, per_layer, per_head, fixed = PROBE_TABLE[probe]
+    """One probe on a loaded model: ``{"scalars", "per_seed", "per_layer", "per_head", "per_prompt"}``."""
+    collect, metric, axes, scalars, per_layer, per_head, fixed, per_prompt = PROBE_TABLE[probe]
     per_seed = collect(lens, prompts[probe], batch_size=int(settings.get("batch_size", 16)), pad_id=pad_id)
     return summarise(metric, per_seed, axes, scalars=scalars, per_layer=per_layer, per_head=per_head,
                      n_boot=int(settings.get("bootstrap", 1000)), rng_seed=BOOTSTRAP_SEED,
-                     fixed=fixed(settings.get(probe, {})))
+                     fixed=fixed(settings.get(probe, {})), per_prompt=per_prompt)
 
 
 # --------------------------------------------------------------------- the checkpoint

@@ -5,7 +5,8 @@ import pytest
 
 from conftest import make_model, sink_gpt2
 from icl_probe.lens import Lens
-from icl_probe.probes.attention_sinks import first_token_attention, sink_metrics
+from icl_probe.probes.attention_sinks import PROMPT_AXES, SCALARS, first_token_attention, per_prompt, sink_metrics
+from icl_probe.probes.common import summarise
 from icl_probe.runner import collect_sinks
 
 
@@ -71,3 +72,26 @@ def test_unconstructed_model_is_not_a_sink():
     (seed,) = collect_sinks(Lens(make_model("gpt2")), {"sets": [{"seed": 0, "sequences": seqs}]},
                             batch_size=3, pad_id=1)
     assert sink_metrics(seed["alpha"])["sink_frac"][0] < 0.9
+
+
+@pytest.mark.parametrize("n_layers", [1, 3, 5, 7])
+def test_per_prompt_late_early_ratio(n_layers):
+    rng = np.random.default_rng(n_layers)
+    seeds = [{"alpha": rng.uniform(0, 1, size=(n_layers, 4, 6))} for _ in range(3)]
+    for inputs in seeds:
+        num, den = per_prompt(**inputs, eps=0.3)["late_early_ratio"]
+        assert num.shape == den.shape == (6,)
+        assert num.sum() / den.sum() == pytest.approx(sink_metrics(**inputs)["late_early_ratio"], rel=1e-12)
+    out = summarise(sink_metrics, seeds, PROMPT_AXES, scalars=SCALARS, n_boot=0, fixed={"eps": 0.3},
+                    per_prompt=per_prompt)
+    v = out["per_prompt"]["late_early_ratio"]
+    per_seed = [np.sum(n) / np.sum(d) for n, d in zip(v["num"], v["den"])]
+    np.testing.assert_allclose(per_seed, out["per_seed"]["late_early_ratio"], rtol=1e-12)
+    assert np.mean(per_seed) == pytest.approx(out["scalars"]["late_early_ratio"], rel=1e-12)
+
+
+def test_per_prompt_hand_example():
+    alpha = np.array([[[0.1, 0.3], [0.0, 0.2]], [[0.5, 0.5], [0.2, 0.2]], [[0.9, 0.7], [0.6, 0.6]]])
+    num, den = per_prompt(alpha)["late_early_ratio"]
+    np.testing.assert_allclose(num, [0.75, 0.65])  # last layer, mean over heads
+    np.testing.assert_allclose(den, [0.05, 0.25])  # first layer

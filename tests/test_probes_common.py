@@ -58,3 +58,31 @@ def test_summarise_rejects_ragged_prompt_axes():
     with pytest.raises(ValueError, match="number of prompts"):
         summarise(lambda a, b: {"x": 0.0}, [{"a": np.zeros(3), "b": np.zeros(4)}], {"a": 0, "b": 0},
                   scalars=["x"], n_boot=2)
+
+
+def _ratio_metric(v, w):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {"q": float(v.sum() / w.sum())}
+
+
+def _ratio_per_prompt(v, w):
+    return {"q": (v, w), "v_mean": (v, None)}
+
+
+def test_summarise_per_prompt_values_round_trip(tmp_path):
+    from icl_probe.io import read_json, write_json
+
+    inputs = [{"v": np.array([1.0, 2.0, np.nan]), "w": np.array([1.0, 1.0, 2.0])},  # a non-finite value
+              {"v": np.array([0.0, 0.0, 0.0]), "w": np.array([0.0, 0.0, 0.0])},  # 0 / 0: a NaN seed
+              {"v": np.array([3.0, 1.0, 2.0]), "w": np.array([2.0, 4.0, 2.0])}]
+    out = summarise(_ratio_metric, inputs, {"v": 0, "w": 0}, scalars=["q"], n_boot=5, per_prompt=_ratio_per_prompt)
+    assert "per_prompt" not in summarise(_ratio_metric, inputs, {"v": 0, "w": 0}, scalars=["q"], n_boot=0)
+    pp = read_json(write_json(tmp_path / "r.json", out))["per_prompt"]
+    assert pp["q"]["num"][0] == [1.0, 2.0, None] and pp["q"]["den"][2] == [2.0, 4.0, 2.0]
+    assert pp["v_mean"]["den"] is None and len(pp["v_mean"]["num"]) == 3
+    num = [np.asarray(row, dtype=np.float64) for row in pp["q"]["num"]]  # null -> NaN
+    den = [np.asarray(row, dtype=np.float64) for row in pp["q"]["den"]]
+    with np.errstate(invalid="ignore"):
+        per_seed = np.array([n.sum() / d.sum() for n, d in zip(num, den)])
+    assert np.isnan(per_seed[:2]).all() and per_seed[2] == 0.75
+    assert out["scalars"]["q"] == float(np.nanmean(per_seed)) == 0.75  # NaN seeds left out, as summarise does

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from icl_probe.probes.gd_readout import SCALARS, expected_digit, gd_metrics
+from icl_probe.probes.common import summarise
+from icl_probe.probes.gd_readout import PROMPT_AXES, SCALARS, expected_digit, gd_metrics, per_prompt
 
 
 def test_expected_digit():
@@ -97,3 +98,46 @@ def test_identity_forward_pass_gives_zero_reduction():
     assert m["slope_alpha"] == 0.0 and np.isnan(m["r"])  # dy = 0 everywhere
     assert np.isnan(m["sign_agreement"])  # no layer moves
     assert m["contracting_frac"] == 0.0
+
+
+def _ratio(num, den):
+    num = np.asarray(num, dtype=np.float64)
+    return num.mean() if den is None else num.sum() / np.asarray(den, dtype=np.float64).sum()
+
+
+def _random_seed_inputs(rng, n_layers=5, n_prompts=7):
+    y_hat = rng.uniform(0, 9, size=(n_layers + 1, n_prompts))
+    y_hat[3, :4] = y_hat[2, :4]  # some layers do not move the readout: dy exactly 0
+    y_hat[1:, 5] = y_hat[0, 5]  # a prompt that never moves: den 0
+    return {"y_hat": y_hat, "y_star": rng.uniform(0, 9, size=n_prompts), "x_ctx": rng.normal(size=(n_prompts, 3))}
+
+
+def test_per_prompt_sums_give_the_scalars():
+    rng = np.random.default_rng(3)
+    seeds = [_random_seed_inputs(rng) for _ in range(3)]
+    for inputs in seeds:
+        m, pp = gd_metrics(**inputs), per_prompt(**inputs)
+        assert set(pp) == {"error_reduction", "sign_agreement", "mean_err_embed", "mean_err_final"}
+        for name, (num, den) in pp.items():
+            assert num.shape == (7,) and (den is None or den.shape == (7,))
+            assert _ratio(num, den) == pytest.approx(m[name], rel=1e-12, abs=1e-12)
+        assert pp["sign_agreement"][1][5] == 0  # the prompt that never moves counts nowhere
+        assert pp["error_reduction"][1] is None and pp["sign_agreement"][1] is not None
+    out = summarise(gd_metrics, seeds, PROMPT_AXES, scalars=SCALARS, n_boot=0, per_prompt=per_prompt)
+    for name, v in out["per_prompt"].items():
+        assert len(v["num"]) == 3 and all(len(row) == 7 for row in v["num"])
+        per_seed = [_ratio(n, None if v["den"] is None else v["den"][s]) for s, n in enumerate(v["num"])]
+        np.testing.assert_allclose(per_seed, out["per_seed"][name], rtol=1e-12, atol=1e-12)
+        assert np.mean(per_seed) == pytest.approx(out["scalars"][name], rel=1e-12, abs=1e-12)
+
+
+def test_per_prompt_sign_agreement_skips_zero_moves():
+    y_star = np.array([2.0, 1.0])
+    y_hat = np.array([[0.0, 1.0], [3.0, 1.0], [3.0, 1.0], [4.0, 1.0]])  # prompt 0: dy = 3, 0, 1; prompt 1 never moves
+    num, den = per_prompt(y_hat, y_star, np.zeros((2, 2)))["sign_agreement"]
+    np.testing.assert_array_equal(num, [1.0, 0.0])  # l=0 agrees, l=1 skipped, l=2 disagrees
+    np.testing.assert_array_equal(den, [2.0, 0.0])
+    assert num.sum() / den.sum() == gd_metrics(y_hat, y_star, np.zeros((2, 2)))["sign_agreement"] == 0.5
+    y_flat = np.tile(y_hat[:1], (4, 1))  # no layer moves anywhere: 0 / 0, as the metric's NaN
+    num, den = per_prompt(y_flat, y_star, np.zeros((2, 2)))["sign_agreement"]
+    assert den.sum() == 0 and np.isnan(gd_metrics(y_flat, y_star, np.zeros((2, 2)))["sign_agreement"])

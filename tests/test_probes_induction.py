@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
+from icl_probe.probes.common import summarise
 from icl_probe.probes.induction import (
-    first_block_positions, induction_metrics, prefix_positions, query_positions, surprisal_curve,
+    PROMPT_AXES, SCALARS, first_block_positions, induction_metrics, per_prompt, prefix_positions, query_positions,
+    surprisal_curve,
 )
 
 
@@ -62,3 +64,22 @@ def test_induction_metrics_by_hand():
     assert m["icl_score"] == pytest.approx(6.0 - 1.0)
     np.testing.assert_allclose(m["prefix_matching"], [[0.3, 0.5], [0.5, 0.8]])
     assert m["monotone_improve_frac"] == 1.0
+
+
+def test_per_prompt_means_give_the_scalars():
+    rng = np.random.default_rng(5)
+    seeds = [{"surprisal": rng.uniform(0.5, 6, size=(4, 9)), "final_logp": -rng.uniform(0, 5, size=9),
+              "final_correct": rng.integers(0, 5, size=9) / 4, "loss_first": rng.uniform(1, 6, size=9),
+              "prefix": rng.uniform(0, 1, size=(3, 2, 9))} for _ in range(3)]
+    for inputs in seeds:
+        m, pp = induction_metrics(**inputs), per_prompt(**inputs)
+        assert set(pp) == {"induction_acc", "induction_logp"}
+        for name, (num, den) in pp.items():
+            assert den is None and num.shape == (9,)
+            assert num.mean() == pytest.approx(m[name], rel=1e-12, abs=1e-12)
+    out = summarise(induction_metrics, seeds, PROMPT_AXES, scalars=SCALARS, n_boot=0, per_prompt=per_prompt)
+    for name, v in out["per_prompt"].items():
+        assert v["den"] is None
+        per_seed = [np.mean(n) for n in v["num"]]
+        np.testing.assert_allclose(per_seed, out["per_seed"][name], rtol=1e-12)
+        assert np.mean(per_seed) == pytest.approx(out["scalars"][name], rel=1e-12)

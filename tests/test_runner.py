@@ -205,3 +205,34 @@ def test_probe_job_on_a_node_without_cuda_says_so_before_loading(saved_model, mo
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_load)
     with pytest.raises(ConfigError, match=r"runtime.device.*cuda:1.*set runtime.device: cpu"):
         load_checkpoint(str(saved_model), None, device="cuda:1")
+
+
+def test_per_prompt_values_reproduce_the_scalars(small_settings, prompts_path, tmp_path):
+    from icl_probe.lens import Lens
+    from icl_probe.prompts import load_prompts
+    from icl_probe.runner import collect_recall
+
+    model = make_model("gpt_neox")
+    out = probe_checkpoint("local/neox", None, tmp_path, small_settings, prompts_path,
+                           loaded=(model, make_tokenizer()))
+    names = {"gd_readout": {"error_reduction", "sign_agreement", "mean_err_embed", "mean_err_final"},
+             "induction": {"induction_acc", "induction_logp"}, "attention_sinks": {"late_early_ratio"},
+             "associative_recall": {"ar_acc", "ar_logp"}}
+    n_prompts = {"gd_readout": 8, "induction": 6, "attention_sinks": 6, "associative_recall": 6}
+    for probe, path in out.items():
+        r = json.loads(path.read_text())
+        assert set(r["per_prompt"]) == names[probe]
+        for name, v in r["per_prompt"].items():
+            num = np.array(v["num"], dtype=np.float64)
+            assert num.shape == (2, n_prompts[probe])  # [seeds, prompts]
+            den = np.ones_like(num) if v["den"] is None else np.array(v["den"], dtype=np.float64)
+            assert den.shape == num.shape
+            per_seed = num.sum(axis=1) / den.sum(axis=1)
+            np.testing.assert_allclose(per_seed, r["per_seed"][name], rtol=1e-12, atol=1e-12)
+            assert per_seed.mean() == pytest.approx(r["scalars"][name], rel=1e-12, abs=1e-12)
+    # prompt-file order: prompt i of seed s is the i-th prompt of that seed's set in the prompt file
+    prompts = load_prompts(prompts_path)
+    ref = collect_recall(Lens(model), prompts["associative_recall"], batch_size=2, pad_id=1)
+    rec = json.loads(out["associative_recall"].read_text())["per_prompt"]["ar_logp"]["num"]
+    for s in range(2):
+        np.testing.assert_allclose(rec[s], ref[s]["logp"], atol=1e-5)

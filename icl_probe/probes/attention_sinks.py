@@ -44,3 +44,15 @@ def sink_metrics(alpha: np.ndarray, eps: float = 0.3) -> dict:
         "sink_rate_eps": float(100.0 * np.mean(a > eps)),
         "late_early_ratio": ratio,
     }
+
+
+def per_prompt(alpha: np.ndarray, eps: float = 0.3) -> dict:
+    """Per-sequence numerator and denominator of late_early_ratio (``eps`` is unused).
+
+    alpha ``[L, H, S]`` as in :func:`sink_metrics`; returns ``{"late_early_ratio": (num [S], den [S])}``:
+    num_s / den_s = mean of alpha[:, :, s] over the last / first ceil(L/3) layers and all heads,
+    so ``num.sum() / den.sum()`` is the reported ratio.
+    """
+    a = np.asarray(alpha, dtype=np.float64)
+    n = math.ceil(a.shape[0] / 3)
+    return {"late_early_ratio": (a[-n:].mean(axis=(0, 1)), a[:n].mean(axis=(0, 1)))}

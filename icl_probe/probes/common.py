@@ -5,7 +5,9 @@ and arrays. :func:`summarise` runs it on every seed and reports, per scalar, the
 mean over seeds, the population std over seeds (ddof = 0), the per-seed values
 and a 95 % bootstrap interval over prompts (prompts resampled with replacement
 within each seed, the statistic averaged over seeds; deterministic RNG).
-Seeds whose value is null (NaN) are left out of the mean and std.
+Seeds whose value is null (NaN) are left out of the mean and std. With a probe's
+``per_prompt`` function it also keeps, per seed, the per-prompt numerators and
+denominators of the scalars that are ratios of per-prompt sums (see :func:`per_prompt_values`).
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ def summarise(
     n_boot: int = 1000,
     rng_seed: int = 0,
     fixed: dict | None = None,
+    per_prompt: Callable[..., dict] | None = None,
 ) -> dict:
     """Aggregate ``metric_fn`` over seeds with a bootstrap over prompts.
 
@@ -100,7 +103,9 @@ def summarise(
     is the prompt axis of each (None: not resampled); ``fixed`` are extra keyword
     arguments (thresholds). Returns ``{"scalars": {name, name_std, name_ci},
     "per_seed": {name: [S]}, "per_layer": {name: [..]}, "per_head": {name: [[..]]}}``
-    where per-layer and per-head arrays are means over seeds.
+    where per-layer and per-head arrays are means over seeds. With ``per_prompt`` (a probe's
+    function of the same keyword arrays and ``fixed``) the result also has ``"per_prompt"``
+    (:func:`per_prompt_values`).
     """
     fixed = dict(fixed or {})
     results = [metric_fn(**inputs, **fixed) for inputs in per_seed_inputs]
@@ -139,9 +144,36 @@ def summarise(
         stacked = np.stack([np.asarray(r[name], dtype=np.float64) for r in results])
         return _nanmean(stacked, axis=0).tolist()
 
-    return {
+    out = {
         "scalars": out_scalars,
         "per_seed": per_seed,
         "per_layer": {n: seed_mean(n) for n in per_layer},
         "per_head": {n: seed_mean(n) for n in per_head},
     }
+    if per_prompt is not None:
+        out["per_prompt"] = per_prompt_values(per_prompt, per_seed_inputs, fixed)
+    return out
+
+
+def per_prompt_values(per_prompt: Callable[..., dict], per_seed_inputs: Sequence[dict],
+                      fixed: dict | None = None) -> dict:
+    """``{name: {"num": [[P_0], [P_1], ..], "den": same shape or None}}``, one list per seed in seed order.
+
+    ``per_prompt(**inputs, **fixed)`` returns ``{name: (num [P], den [P] or None)}`` for one seed,
+    prompts in prompt-file order; the seed's value of ``name`` is ``sum(num) / sum(den)``
+    (``mean(num)`` when den is None), and den is None in the result only when it is None for
+    every seed. Values are floats (non-finite ones stay NaN/inf; the JSON writer makes them null).
+    """
+    fixed = dict(fixed or {})
+    parts = [per_prompt(**inputs, **fixed) for inputs in per_seed_inputs]
+    out: dict[str, dict] = {}
+    for name in (parts[0] if parts else {}):
+        nums = [np.asarray(p[name][0], dtype=np.float64).ravel() for p in parts]
+        dens = [p[name][1] for p in parts]
+        out[name] = {
+            "num": [v.tolist() for v in nums],
+            "den": None if all(d is None for d in dens) else [
+                (np.ones_like(v) if d is None else np.asarray(d, dtype=np.float64).ravel()).tolist()
+                for v, d in zip(nums, dens)],
+        }
+    return out

@@ -91,3 +91,25 @@ def gd_metrics(y_hat: np.ndarray, y_star: np.ndarray, x_ctx: np.ndarray) -> dict
         "contracting_frac": float(np.mean(abs_r[-1] < abs_r[0])),
         "curvature_corr": curvature_corr,
     }
+
+
+def per_prompt(y_hat: np.ndarray, y_star: np.ndarray, x_ctx: np.ndarray) -> dict:
+    """Per-prompt numerators and denominators of the GD-readout scalars that are ratios of sums.
+
+    Same inputs as :func:`gd_metrics`; returns ``{name: (num [P], den [P] or None)}`` with
+    ``gd_metrics(...)[name] == num.sum() / den.sum()`` (``num.mean()`` when den is None):
+    error_reduction, mean_err_embed, mean_err_final (den None) and sign_agreement
+    (num_p: layers l < L with dy != 0 whose sign matches r; den_p: layers with dy != 0).
+    """
+    y_hat = np.asarray(y_hat, dtype=np.float64)
+    r = np.asarray(y_star, dtype=np.float64)[None, :] - y_hat
+    abs_r = np.abs(r)
+    dy = np.diff(y_hat, axis=0)
+    moved = dy != 0
+    agree = moved & (np.sign(dy) == np.sign(r[:-1]))
+    return {
+        "error_reduction": (abs_r[0] - abs_r[-1], None),
+        "sign_agreement": (agree.sum(axis=0).astype(np.float64), moved.sum(axis=0).astype(np.float64)),
+        "mean_err_embed": (abs_r[0], None),
+        "mean_err_final": (abs_r[-1], None),
+    }

@@ -69,9 +69,21 @@ def induction_metrics(surprisal: np.ndarray, final_logp: np.ndarray, final_corre
     e = np.asarray(surprisal, dtype=np.float64).mean(axis=1)
     out = {"surprisal": e, **surprisal_curve(e)}
     final_logp = np.asarray(final_logp, dtype=np.float64)
+    final_correct = np.asarray(final_correct, dtype=np.float64)  # float64 sums, as per_prompt's
+    loss_first = np.asarray(loss_first, dtype=np.float64)
     out["induction_acc"] = float(np.mean(final_correct))
     out["induction_logp"] = float(final_logp.mean())
     out["icl_score"] = float(np.mean(loss_first) - (-final_logp).mean())
     if prefix is not None:
         out["prefix_matching"] = np.asarray(prefix, dtype=np.float64).mean(axis=-1)
     return out
+
+
+def per_prompt(surprisal: np.ndarray, final_logp: np.ndarray, final_correct: np.ndarray,
+               loss_first: np.ndarray, prefix: np.ndarray | None = None) -> dict:
+    """Per-sequence values of induction_acc and induction_logp (their means are the scalars).
+
+    Same inputs as :func:`induction_metrics`; returns ``{name: (num [S], None)}``.
+    """
+    return {"induction_acc": (np.asarray(final_correct, dtype=np.float64), None),
+            "induction_logp": (np.asarray(final_logp, dtype=np.float64), None)}
