@@ -52,10 +52,10 @@ def test_zero_crossing_needs_a_negative_minimum_and_a_recovery():
     assert emergence.zero_crossing([0, 1, 2], [0.0, -0.5, -1.0])["bracket"] is None
 
 
-def test_zero_crossing_from_step0_uses_the_left_edge():
+def test_zero_crossing_from_step0_reports_the_bracket_and_no_interpolated_value():
     zc = emergence.zero_crossing([0, 1, 10], [-1.0, 1.0, 2.0])
     assert zc["bracket"] == [0.0, 1.0]
-    assert zc["interpolated"] == pytest.approx(10 ** -0.5)  # midway between log10 0.1 and log10 1
+    assert zc["interpolated"] is None and "step 0" in zc["note"]
 
 
 def test_half_max_step_first_and_interpolated():
@@ -66,8 +66,11 @@ def test_half_max_step_first_and_interpolated():
     assert hm["interpolated"] == pytest.approx(10 ** (3 + 1 / 3))
 
 
-def test_half_max_step_at_the_first_checkpoint_and_undefined_peak():
-    assert emergence.half_max_step([0, 5], [2.0, 1.0]) == {"first": 0.0, "interpolated": 0.0, "level": 1.0}
+def test_half_max_step_at_the_first_checkpoint_bracket_from_step0_and_undefined_peak():
+    hm = emergence.half_max_step([0, 5], [2.0, 1.0])
+    assert hm["first"] == 0.0 and hm["interpolated"] is None and hm["bracket"] is None and hm["level"] == 1.0
+    hm = emergence.half_max_step([0, 5, 50], [0.0, 2.0, 1.5])
+    assert hm["first"] == 5.0 and hm["bracket"] == [0.0, 5.0] and hm["interpolated"] is None
     assert emergence.half_max_step([0, 5], [-1.0, -0.5])["first"] is None
 
 
@@ -83,9 +86,39 @@ def test_phases_three_phase():
 def test_phases_tau_from_the_median_std():
     assert emergence.phase_tau([0.1, 0.2, 0.3], tau_min=0.1) == pytest.approx(0.4)
     assert emergence.phase_tau([np.nan], tau_min=0.1) == 0.1
-    # a shallow dip inside 2 x median std is no valley
-    ph = emergence.phases([0, 10, 100, 1000], [0.0, -0.3, 0.5, 1.0], er_std=[0.2] * 4, tau_min=0.1)
+    # the rise must clear tau = 2 x median std: 0.35 does not clear 0.4
+    ph = emergence.phases([0, 10, 100, 1000], [0.0, 0.1, 0.3, 0.35], er_std=[0.2] * 4, tau_min=0.1)
+    assert ph["tau"] == pytest.approx(0.4) and ph["label"] == "no emergence"
+
+
+def _ci(er, half):
+    er, half = np.asarray(er, dtype=float), np.broadcast_to(np.asarray(half, dtype=float), len(er))
+    return er - half, er + half
+
+
+def test_a_tiny_dip_is_no_valley_however_small_its_spread():
+    steps, er = [0, 10, 100, 1000, 10000], [0.0, -0.03, -0.02, 1.0, 2.0]
+    ph = emergence.phases(steps, er, tau_min=0.1, er_ci=_ci(er, 0.001))
     assert not ph["valley"] and ph["label"] == "emergence without valley"
+
+
+def test_a_real_dip_is_a_valley_even_when_another_checkpoint_of_it_is_noisy():
+    steps = [0, 10, 100, 1000, 10000, 100000]
+    er = [0.0, -0.38, -0.25, 0.8, 2.0, 1.8]
+    half = [0.05, 0.9, 0.01, 0.05, 0.05, 0.05]  # the deepest point is noisy, -0.25 +- 0.01 is not
+    ph = emergence.phases(steps, er, tau_min=0.1, er_ci=_ci(er, half))
+    assert ph["valley"] and ph["valley_er"] == -0.38 and ph["label"] == "three-phase"
+    # the same dip with every checkpoint's interval reaching above 0 is not a valley
+    ph = emergence.phases(steps, er, tau_min=0.1, er_ci=_ci(er, [0.05, 0.9, 0.3, 0.05, 0.05, 0.05]))
+    assert not ph["valley"] and ph["label"] == "emergence without valley"
+    assert "not a valley" in ph["note"]
+
+
+def test_a_rise_whose_intervals_do_not_clear_tau_is_no_emergence():
+    steps, er = [0, 10, 100, 1000], [0.0, 0.05, 0.15, 0.12]
+    assert emergence.phases(steps, er, tau_min=0.1)["label"] == "emergence without valley"
+    ph = emergence.phases(steps, er, tau_min=0.1, er_ci=_ci(er, 0.1))
+    assert ph["label"] == "no emergence" and not ph["emerging"]
 
 
 def test_phases_emergence_without_valley():

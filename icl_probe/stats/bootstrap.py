@@ -1,62 +1,186 @@
-"""95 % intervals for statistics of trajectories whose checkpoints carry a seed spread.
+"""95 % intervals of statistics across checkpoints: resample what was sampled.
 
-The per-checkpoint results give, for every metric, the mean over seeds and the
-population std over seeds. A replicate trajectory draws each checkpoint's value
-independently from Normal(mean, std / sqrt(n_seeds)) (the sampling spread of a
-mean of n_seeds seeds) and recomputes the statistic; the interval is the 2.5 and
-97.5 percentiles over the replicates where the statistic is defined. The draw
-uses only the table's mean and std columns, so the per-model aggregation and
-``icl-probe aggregate --table`` give the same intervals, and a fixed ``seed``
-makes them reproducible.
+What varies when a probe is rerun on the same checkpoints is the prompts: each
+seed draws its own prompt set from the task distribution, and the *same* prompt
+set is read at every checkpoint of a model. So the noise of a trajectory is
+correlated across checkpoints, and the truth a 95 % interval should cover is the
+value the statistic would take with infinitely many prompts.
+
+``replicate_trajectories`` makes replicate trajectories in the two ways the data
+allow, per metric:
+
+- ``prompt bootstrap`` (the workflow's own results, which keep per-prompt values,
+  see docs/ARCHITECTURE.md "per_prompt"): per replicate and seed, one
+  multinomial resample of that seed's prompt indices, applied at *every*
+  checkpoint (so the cross-checkpoint correlation is kept); the metric is
+  sum(num) / sum(den) over the resampled prompts of each seed, averaged over
+  seeds. Metrics of one probe share the resample (they are read from the same
+  prompts).
+- ``parametric`` (tables without per-prompt values): each checkpoint drawn
+  independently, from Normal(mean, se) where se = (ci_hi - ci_lo) / (2 x 1.96)
+  when the table has the per-checkpoint 95 % interval columns, else from
+  mean + se x t(dof) with se^2 = pooled std^2 / (n_seeds - 1) (the squared
+  standard error of a mean of n_seeds values whose population std, ddof = 0,
+  is std), the std's variance pooled over up to two neighbouring checkpoints on
+  either side (``parametric_scale``).
+  Independent draws ignore the cross-checkpoint correlation: the coverage table
+  in docs/statistics.md gives what that costs.
+
+``interval`` turns replicate values of a statistic into an interval: the
+percentile interval, or the *basic* (reflected) one 2 x estimate - quantiles,
+which removes a bias of the kind a maximum over checkpoints has; the bias
+estimate (mean of the replicates minus the estimate) is reported either way.
+Both are deterministic in ``seed``.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
+from scipy import stats as sps
+
+Z975 = float(sps.norm.ppf(0.975))
 
 
-def parametric_bootstrap(
-    statistic: Callable[[dict], Mapping[str, float | None]],
+def _prompt_weights(rng: np.random.Generator, n_boot: int, n_seeds: int, n_prompts: int) -> np.ndarray:
+    """(B, S, P) multinomial resample counts: each (replicate, seed) row sums to P."""
+    return rng.multinomial(n_prompts, np.full(n_prompts, 1.0 / n_prompts), size=(n_boot, n_seeds)).astype(float)
+
+
+def prompt_replicates(num: np.ndarray, den: np.ndarray | None, weights: np.ndarray) -> np.ndarray:
+    """Replicate per-checkpoint values from per-prompt values.
+
+    num, den: (C, S, P) per checkpoint, seed and prompt (den None: all ones; NaN
+    entries mark a checkpoint without values); weights: (B, S, P) resample
+    counts. Returns (B, C): mean over seeds of sum_p w num / sum_p w den (seeds
+    whose value is undefined left out).
+    """
+    num = np.asarray(num, dtype=float)
+    top = np.einsum("bsp,csp->bcs", weights, np.nan_to_num(num))
+    if den is None:
+        bottom = weights.sum(-1)[:, None, :]
+    else:
+        bottom = np.einsum("bsp,csp->bcs", weights, np.nan_to_num(np.asarray(den, dtype=float)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_seed = np.where(bottom > 0, top / bottom, np.nan)
+    bad = ~np.isfinite(num).all(axis=-1)  # (C, S): a seed without values at that checkpoint
+    per_seed = np.where(bad[None], np.nan, per_seed)
+    with np.errstate(invalid="ignore"):
+        cnt = np.isfinite(per_seed).sum(-1)
+        return np.where(cnt > 0, np.nansum(per_seed, -1) / np.maximum(cnt, 1), np.nan)
+
+
+POOL = 2  # the seed variance is pooled over this many checkpoints on either side
+
+
+def parametric_scale(mean, std=None, ci=None, n_seeds: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """(se (C,), dof (C,)) of each checkpoint's mean: from the interval columns (dof inf)
+    where finite, else from the std over seeds, its variance pooled over the
+    checkpoint and up to ``POOL`` neighbours on either side that have one (k of
+    them: dof k x (n_seeds - 1); three seeds alone give a std too noisy to draw
+    from); se 0 where neither."""
+    mu = np.asarray(mean, dtype=float)
+    se, dof = np.zeros(mu.shape), np.full(mu.shape, np.inf)
+    if std is not None and n_seeds >= 2:
+        sd = np.asarray(std, dtype=float)
+        ok = np.isfinite(sd) & (sd > 0)
+        var = np.where(ok, sd * sd, 0.0)
+        for c in np.flatnonzero(ok):
+            win = slice(max(0, c - POOL), c + POOL + 1)
+            k = int(ok[win].sum())
+            se[c] = np.sqrt(var[win].sum() / k / (n_seeds - 1))
+            dof[c] = (n_seeds - 1) * k
+    if ci is not None:
+        lo, hi = (np.asarray(a, dtype=float) for a in ci)
+        ok = np.isfinite(lo) & np.isfinite(hi) & (hi > lo)
+        se[ok] = (hi[ok] - lo[ok]) / (2 * Z975)
+        dof[ok] = np.inf
+    return se, dof
+
+
+def replicate_trajectories(
     means: Mapping[str, np.ndarray],
-    stds: Mapping[str, np.ndarray],
+    stds: Mapping[str, np.ndarray] | None = None,
+    cis: Mapping[str, tuple] | None = None,
+    samples: Mapping[str, dict] | None = None,
     n_boot: int = 1000,
     seed: int = 0,
     n_seeds: int = 3,
-) -> dict:
-    """Percentile intervals of ``statistic`` over perturbed trajectories.
+) -> tuple[dict, dict]:
+    """Replicate trajectories of every metric that has a spread.
 
-    means: name -> (n,) per-checkpoint means; stds: name -> (n,) population std
-    over seeds (missing or non-finite std = no spread for that entry);
-    statistic: maps a dict like ``means`` to name -> scalar (None = undefined).
-    Returns {"ci": name -> [lo, hi] or None, "defined_frac": name -> fraction of
-    replicates where the statistic was defined}. With no spread anywhere (no
-    finite positive std) returns empty dicts: no interval is claimed.
+    means: name -> (C,) per-checkpoint means; stds: name -> (C,) population std
+    over seeds; cis: name -> ((C,) lo, (C,) hi) per-checkpoint 95 % intervals;
+    samples: name -> {"num": (C, S, P), "den": (C, S, P) or None, "group": str}
+    per-prompt values (NaN rows where a checkpoint has none). Returns (reps:
+    name -> (B, C), method: name -> "prompt bootstrap" | "parametric" |
+    "prompt bootstrap + parametric" (checkpoints without per-prompt values));
+    metrics without any spread are left out (they stay at their means).
     """
     n_boot = int(n_boot)
-    scale = {}
-    for name, sd in stds.items():
-        if name in means:
-            sd = np.nan_to_num(np.asarray(sd, dtype=float), nan=0.0, posinf=0.0, neginf=0.0)
-            if np.any(sd > 0):
-                scale[name] = sd / np.sqrt(max(int(n_seeds), 1))
-    if not scale or n_boot <= 0:
-        return {"ci": {}, "defined_frac": {}}
+    stds, cis, samples = stds or {}, cis or {}, samples or {}
+    reps, method = {}, {}
+    if n_boot <= 0:
+        return reps, method
     rng = np.random.default_rng(seed)
-    draws: dict[str, list] = {}
-    names = sorted(scale)
-    for _ in range(n_boot):
-        rep = dict(means)
-        for name in names:
-            mu = np.asarray(means[name], dtype=float)
-            rep[name] = mu + rng.standard_normal(mu.shape) * scale[name]
-        for key, val in statistic(rep).items():
-            draws.setdefault(key, []).append(np.nan if val is None else float(val))
-    ci, frac = {}, {}
-    for key, vals in draws.items():
-        v = np.asarray(vals)
-        ok = np.isfinite(v)
-        frac[key] = float(ok.mean())
-        ci[key] = [float(np.percentile(v[ok], 2.5)), float(np.percentile(v[ok], 97.5))] if ok.any() else None
-    return {"ci": ci, "defined_frac": frac}
+    weights: dict[tuple, np.ndarray] = {}
+    for name in sorted(means):
+        mu = np.asarray(means[name], dtype=float)
+        rep = np.tile(mu, (n_boot, 1))
+        used = []
+        have = np.zeros(mu.shape, dtype=bool)
+        smp = samples.get(name)
+        if smp is not None:
+            num = np.asarray(smp["num"], dtype=float)
+            key = (smp.get("group", name),) + num.shape[1:]
+            if key not in weights:
+                weights[key] = _prompt_weights(rng, n_boot, num.shape[1], num.shape[2])
+            r = prompt_replicates(num, smp.get("den"), weights[key])
+            have = np.isfinite(r).all(axis=0) & np.isfinite(mu)
+            rep[:, have] = r[:, have]
+            if have.any():
+                used.append("prompt bootstrap")
+        se, dof = parametric_scale(mu, stds.get(name), cis.get(name), n_seeds)
+        fill = ~have & (se > 0) & np.isfinite(mu)
+        if fill.any():
+            z = np.where(np.isinf(dof), rng.standard_normal((n_boot, mu.size)),
+                         rng.standard_t(np.where(np.isinf(dof), 1.0, dof), size=(n_boot, mu.size)))
+            rep[:, fill] = mu[fill] + z[:, fill] * se[fill]
+            used.append("parametric")
+        if used:
+            reps[name], method[name] = rep, " + ".join(used)
+    return reps, method
+
+
+def interval(estimate: float | None, draws, kind: str = "percentile", min_defined: float = 0.5) -> dict:
+    """A 95 % interval from replicate values of one statistic.
+
+    estimate: the statistic on the data (None: undefined); draws: (B,) replicate
+    values (NaN = undefined in that replicate); kind: "percentile" (the 2.5 and
+    97.5 percentiles) or "basic" (2 x estimate minus the 97.5 and 2.5
+    percentiles). Returns {"ci": [lo, hi] or None, "bias": mean(draws) -
+    estimate, "defined_frac", "method", "note"}; no interval when the estimate
+    is undefined or fewer than ``min_defined`` of the replicates define it.
+    """
+    v = np.asarray(draws, dtype=float)
+    ok = np.isfinite(v)
+    frac = float(ok.mean()) if v.size else 0.0
+    out = {"ci": None, "bias": None, "defined_frac": frac, "method": kind, "note": None}
+    if estimate is None or not np.isfinite(estimate):
+        out["note"] = "the statistic is undefined"
+        return out
+    if frac < min_defined:
+        out["note"] = f"defined in only {frac:.0%} of the replicates: no interval"
+        return out
+    q_lo, q_hi = np.percentile(v[ok], [2.5, 97.5])
+    out["bias"] = float(v[ok].mean() - estimate)
+    if kind == "basic":
+        out["ci"] = [float(2 * estimate - q_hi), float(2 * estimate - q_lo)]
+    elif kind == "percentile":
+        out["ci"] = [float(q_lo), float(q_hi)]
+    else:
+        raise ValueError(f"unknown interval kind {kind!r}")
+    if frac < 0.95:
+        out["note"] = f"defined in {frac:.0%} of the replicates; the interval is over those"
+    return out

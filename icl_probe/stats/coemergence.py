@@ -19,11 +19,12 @@ def half_rise(steps, ratio) -> dict:
     The rise is max(ratio) - ratio[0] (ratio: (n,) dimensionless, mean sink_frac
     of the late layers over the early ones); the level is ratio[0] + rise / 2.
     Returns {"first": step of the first checkpoint at or above the level,
-    "interpolated": log10(step)-interpolated step, "level", "rise"}; steps are
-    None when the ratio does not rise.
+    "interpolated": log10(step)-interpolated step, "level", "rise", "bracket"};
+    steps are None when the ratio does not rise, and the interpolated one when
+    the bracket starts at step 0 (``note`` says so).
     """
     s, r = _check(steps, ratio)
-    out = {"first": None, "interpolated": None, "level": None, "rise": None}
+    out = {"first": None, "interpolated": None, "level": None, "rise": None, "bracket": None}
     if r.size == 0 or not np.isfinite(r[0]) or not np.isfinite(r).any():
         return out
     rise = float(np.nanmax(r) - r[0])
@@ -32,8 +33,11 @@ def half_rise(steps, ratio) -> dict:
         return out
     level = float(r[0] + 0.5 * rise)
     i = int(np.flatnonzero(np.isfinite(r) & (r >= level))[0])
-    out.update(level=level, first=float(s[i]),
-               interpolated=_interp_step(s, i - 1, i, r[i - 1], r[i], level))
+    out.update(level=level, first=float(s[i]), bracket=[float(s[i - 1]), float(s[i])])
+    if s[i - 1] <= 0:
+        out["note"] = "the bracket starts at step 0: no interpolated value"
+    else:
+        out["interpolated"] = _interp_step(s, i - 1, i, r[i - 1], r[i], level)
     return out
 
 

@@ -50,45 +50,59 @@ def peak(steps, er) -> dict:
 def half_max_step(steps, er) -> dict:
     """First checkpoint with ER >= 0.5 * peak_er, and the log10(step)-interpolated step.
 
-    The interpolated value is the crossing of 0.5 * peak_er on the segment between
-    the previous checkpoint and the first one at or above it; when that first one
-    is the first checkpoint it is that checkpoint's step. Undefined (None) when
-    peak_er <= 0. Returns {"first": step, "interpolated": step, "level": digits}.
+    The interpolated value is the crossing of 0.5 * peak_er on the segment (the
+    *bracket*) between the previous checkpoint and the first one at or above it.
+    It is None, with a ``note``, when there is no bracket (the first checkpoint
+    is already at or above the level) or the bracket starts at step 0 (where
+    log10 is undefined, any interpolated value would depend on a convention).
+    Undefined (all None) when peak_er <= 0.
+    Returns {"first": step, "interpolated": step, "level": digits, "bracket": [lo, hi], "note"}.
     """
     s, v = _check(steps, er)
+    none = {"first": None, "interpolated": None, "level": None, "bracket": None, "note": None}
     pk = peak(s, v)["peak_er"]
     if pk is None or pk <= 0:
-        return {"first": None, "interpolated": None, "level": None}
+        return {**none, "note": "peak_er <= 0"}
     level = 0.5 * pk
     above = np.flatnonzero(np.isfinite(v) & (v >= level))
     i = int(above[0])
+    out = {**none, "first": float(s[i]), "level": level}
     if i == 0:
-        interp = float(s[0])
-    else:
-        interp = _interp_step(s, i - 1, i, v[i - 1], v[i], level)
-    return {"first": float(s[i]), "interpolated": interp, "level": level}
+        out["note"] = "at or above half max at the first checkpoint: no bracket"
+        return out
+    out["bracket"] = [float(s[i - 1]), float(s[i])]
+    if s[i - 1] <= 0:
+        out["note"] = "the bracket starts at step 0: no interpolated value"
+        return out
+    out["interpolated"] = _interp_step(s, i - 1, i, v[i - 1], v[i], level)
+    return out
 
 
 def zero_crossing(steps, er) -> dict:
     """The first upward zero crossing of ER after its minimum.
 
-    Only defined when the minimum ER is < 0: from the checkpoint of the minimum
-    on, the first consecutive pair (i, i+1) with ER[i] < 0 and ER[i+1] >= 0.
-    Returns {"bracket": [step_i, step_i1], "interpolated": step} (linear in
-    log10(step)), or both None.
+    Only looked for when the minimum ER is < 0 (whether that minimum is a real
+    valley is ``valley``'s question): from the checkpoint of the minimum on, the
+    first consecutive pair (i, i+1) with ER[i] < 0 and ER[i+1] >= 0. Returns
+    {"bracket": [step_i, step_i1], "interpolated": step (linear in log10(step)),
+    "note"}; a bracket that starts at step 0 has no interpolated value.
     """
     s, v = _check(steps, er)
-    none = {"bracket": None, "interpolated": None}
+    none = {"bracket": None, "interpolated": None, "note": None}
     if not np.isfinite(v).any():
-        return none
+        return {**none, "note": "no finite ER"}
     i_min = int(np.nanargmin(v))
     if not v[i_min] < 0:
-        return none
+        return {**none, "note": "ER never below 0"}
     for i in range(i_min, len(v) - 1):
         if v[i] < 0 and v[i + 1] >= 0:
-            return {"bracket": [float(s[i]), float(s[i + 1])],
-                    "interpolated": _interp_step(s, i, i + 1, v[i], v[i + 1], 0.0)}
-    return none
+            out = {**none, "bracket": [float(s[i]), float(s[i + 1])]}
+            if s[i] <= 0:
+                out["note"] = "the bracket starts at step 0: no interpolated value"
+            else:
+                out["interpolated"] = _interp_step(s, i, i + 1, v[i], v[i + 1], 0.0)
+            return out
+    return {**none, "note": "ER does not recover to >= 0 after its minimum"}
 
 
 def phase_tau(er_std, tau_min: float = 0.1) -> float:
@@ -102,21 +116,36 @@ def phase_tau(er_std, tau_min: float = 0.1) -> float:
     return float(max(tau_min, 2.0 * np.median(sd))) if sd.size else float(tau_min)
 
 
-def phases(steps, er, er_std=None, tau_min: float = 0.1) -> dict:
+def phases(steps, er, er_std=None, tau_min: float = 0.1, er_ci=None) -> dict:
     """Plateau, valley and transition of an ER trajectory, and its label.
 
-    - plateau: the leading checkpoints with abs(ER) <= tau (possibly none);
-    - valley: min ER < -tau;
-    - transition: an upward zero crossing after the minimum (``zero_crossing``)
-      followed, at or after the bracket's upper step, by ER >= 0.5 * peak_er.
+    steps, er: (n,) ordered, finite; er_std: (n,) std over seeds (sets tau);
+    er_ci: optional ((n,) lo, (n,) hi) 95 % intervals of each checkpoint's ER.
 
-    Label: "three-phase" when there is a valley and a transition (the plateau's
-    length is reported; ``note`` says when it is empty); "emergence without
-    valley" when there is no valley and peak_er > tau; otherwise "no emergence"
-    (including a valley that never recovers).
+    - tau = max(tau_min, 2 x median ER_std) (``phase_tau``);
+    - plateau: the leading checkpoints with abs(ER) <= tau (possibly none);
+    - valley, practically and statistically real: min ER < -tau_min and at
+      least one checkpoint up to the zero crossing (the whole trajectory when
+      there is none) whose interval lies entirely below 0;
+    - real rise: peak_er > tau and at least one checkpoint whose interval lies
+      entirely above tau;
+    - transition: a real valley, an upward zero crossing after the minimum
+      (``zero_crossing``) and, at or after the bracket's upper step, ER >= 0.5 *
+      peak_er, with a real rise.
+
+    Without intervals (``er_ci`` None) only the practical conditions are
+    checked, and ``evidence`` says so. Label: "three-phase" (valley and
+    transition); "emergence without valley" (no valley, a real rise); otherwise
+    "no emergence" (a valley that never recovers included). ``emerging`` is
+    True for the first two.
     """
     s, v = _check(steps, er)
     tau = phase_tau([] if er_std is None else er_std, tau_min)
+    lo = hi = None
+    if er_ci is not None:
+        lo, hi = (np.asarray(a, dtype=float) for a in er_ci)
+        if lo.shape != v.shape or hi.shape != v.shape:
+            raise ValueError(f"er_ci shapes {lo.shape}, {hi.shape} do not match er {v.shape}")
     n_plateau = 0
     for val in v:
         if np.isfinite(val) and abs(val) <= tau:
@@ -126,23 +155,43 @@ def phases(steps, er, er_std=None, tau_min: float = 0.1) -> dict:
     pk = peak(s, v)
     finite = np.isfinite(v).any()
     i_min = int(np.nanargmin(v)) if finite else None
-    valley = bool(finite and v[i_min] < -tau)
     zc = zero_crossing(s, v)
+    dip = bool(finite and v[i_min] < -tau_min)
+    if zc["bracket"] is not None:
+        before = s <= zc["bracket"][0]
+    else:
+        before = np.ones(v.shape, dtype=bool)
+    dip_sure = True if hi is None else bool(np.any(before & np.isfinite(hi) & (hi < 0)))
+    valley = dip and dip_sure
+    rise = pk["peak_er"] is not None and pk["peak_er"] > tau
+    rise_sure = True if lo is None else bool(np.any(np.isfinite(lo) & (lo > tau)))
+    real_rise = bool(rise and rise_sure)
     transition = False
-    if zc["bracket"] is not None and pk["peak_er"] is not None and pk["peak_er"] > 0:
+    if valley and real_rise and zc["bracket"] is not None:
         after = v[s >= zc["bracket"][1]]
         transition = bool(np.any(after >= 0.5 * pk["peak_er"]))
     if valley and transition:
         label = "three-phase"
-    elif not valley and pk["peak_er"] is not None and pk["peak_er"] > tau:
+    elif not valley and real_rise:
         label = "emergence without valley"
     else:
         label = "no emergence"
-    note = None
+    notes = []
     if label == "three-phase" and n_plateau == 0:
-        note = "no leading plateau: the first checkpoint already has abs(ER) > tau"
+        notes.append("no leading plateau: the first checkpoint already has abs(ER) > tau")
+    if dip and not dip_sure:
+        notes.append(f"a dip to {v[i_min]:.3g} but no checkpoint before the crossing with its 95 % interval "
+                     "below 0: not a valley")
+    if rise and not rise_sure:
+        notes.append(f"peak_er {pk['peak_er']:.3g} > tau but no checkpoint with its 95 % interval above tau")
+    if label == "no emergence" and not rise:
+        notes.append(f"peak_er {pk['peak_er'] if pk['peak_er'] is not None else float('nan'):.3g} "
+                     f"<= tau = {tau:.3g}")
     return {
         "tau": tau,
+        "tau_min": float(tau_min),
+        "evidence": "magnitude only (no per-checkpoint intervals)" if er_ci is None else
+                    "magnitude and 95 % intervals",
         "plateau_n": n_plateau,
         "plateau_end_step": float(s[n_plateau - 1]) if n_plateau else None,
         "valley": valley,
@@ -150,5 +199,6 @@ def phases(steps, er, er_std=None, tau_min: float = 0.1) -> dict:
         "valley_er": float(v[i_min]) if valley else None,
         "transition": transition,
         "label": label,
-        "note": note,
+        "emerging": label != "no emergence",
+        "note": "; ".join(notes) or None,
     }

@@ -130,3 +130,77 @@ def _per_layer(probe: str, curves: dict, i: int, n_layers: int) -> dict:
     if probe == "attention_sinks" and "late_early_ratio" in curves:
         return {"sink_frac": (0.2 * (1 + (curves["late_early_ratio"][i] - 1) * layers / n_layers)).tolist()}
     return {}
+
+
+def simulate_model(steps, truth: dict, rng: np.random.Generator, *, n_seeds: int = 3, n_prompts: int = 80,
+                   er_sd: float = 0.8, persistence: float = 0.7, sa_layers: int = 6, sa_spread: float = 0.08,
+                   sink_sd: float = 0.3, n_sequences: int = 100, ci_boot: int = 200,
+                   model: str = "sim") -> tuple:
+    """One simulated rerun of the probes on a model whose true curves are ``truth``.
+
+    The noise has the probes' own structure: ``n_seeds`` prompt sets, each of
+    ``n_prompts`` prompts drawn once and read at every checkpoint, so a prompt's
+    deviation persists across checkpoints (correlation ``persistence``).
+    truth: name -> (n,) for any of
+    - ``error_reduction`` (digits): per prompt mu + er_sd x (persistent and fresh normal parts);
+    - ``sign_agreement`` (fraction): per prompt Binomial(sa_layers, q + sa_spread x v), v
+      uniform(-1, 1) fixed per prompt (the spread shrinks near 0 and 1), so the
+      expected pooled fraction is exactly q;
+    - ``late_early_ratio``: per sequence late and early sink fractions with mean-one
+      log-normal factors (log-sd ``sink_sd``), so the ratio of expectations is exactly R;
+    other names are copied without noise. Returns (table, samples): a table.csv-like
+    DataFrame (means, population std over seeds, per-checkpoint 95 % interval from a
+    ``ci_boot``-replicate prompt bootstrap) and revision -> metric -> {"num", "den", "group"}
+    as ``icl_probe.stats.table.read_per_prompt`` gives.
+    """
+    import pandas as pd
+
+    from icl_probe.stats.bootstrap import _prompt_weights, prompt_replicates
+
+    s = np.asarray(steps, dtype=float)
+    c = s.size
+    revs = [f"step{int(x)}" for x in s]
+    per_metric = {}
+
+    def mix(shape_persist, shape_fresh):
+        u = rng.standard_normal(shape_persist)
+        e = rng.standard_normal(shape_fresh)
+        return persistence * u[None] + np.sqrt(1 - persistence ** 2) * e
+
+    if "error_reduction" in truth:
+        mu = np.asarray(truth["error_reduction"], dtype=float)
+        z = mix((n_seeds, n_prompts), (c, n_seeds, n_prompts))
+        per_metric["error_reduction"] = (mu[:, None, None] + er_sd * z, None, "gd_readout")
+    if "sign_agreement" in truth:
+        q = np.asarray(truth["sign_agreement"], dtype=float)
+        v = rng.uniform(-1, 1, (n_seeds, n_prompts))
+        width = np.minimum(sa_spread, np.minimum(q, 1 - q))
+        p = np.clip(q[:, None, None] + width[:, None, None] * v[None], 0, 1)
+        agree = rng.binomial(sa_layers, p).astype(float)
+        per_metric["sign_agreement"] = (agree, np.full(agree.shape, float(sa_layers)), "gd_readout")
+    if "late_early_ratio" in truth:
+        r = np.asarray(truth["late_early_ratio"], dtype=float)
+        f = lambda: np.exp(sink_sd * mix((n_seeds, n_sequences), (c, n_seeds, n_sequences))  # noqa: E731
+                           - sink_sd ** 2 / 2)
+        early = 0.2 * f()
+        late = 0.2 * r[:, None, None] * f()
+        per_metric["late_early_ratio"] = (late, early, "attention_sinks")
+    table = pd.DataFrame({"suite": "sim", "model": model, "revision": revs, "step": s.astype(int),
+                          "tokens": s * 2_097_152})
+    for name, (num, den, group) in per_metric.items():
+        d = np.ones_like(num) if den is None else den
+        per_seed = num.sum(-1) / d.sum(-1)  # (C, S)
+        table[name] = per_seed.mean(-1)
+        table[name + "_std"] = per_seed.std(-1)
+        if ci_boot:
+            w = _prompt_weights(rng, ci_boot, num.shape[1], num.shape[2])
+            reps = prompt_replicates(num, den, w)
+            table[name + "_ci_lo"], table[name + "_ci_hi"] = np.percentile(reps, [2.5, 97.5], axis=0)
+    for name, vals in truth.items():
+        if name not in per_metric:
+            table[name] = np.asarray(vals, dtype=float)
+    samples = {rev: {name: {"num": num[i].tolist(), "den": None if den is None else den[i].tolist(),
+                            "group": group}
+                     for name, (num, den, group) in per_metric.items()}
+               for i, rev in enumerate(revs)}
+    return table, samples

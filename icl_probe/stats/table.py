@@ -162,6 +162,28 @@ def _is_flat(values) -> bool:
     return isinstance(values, list) and all(v is None or isinstance(v, (int, float)) for v in values)
 
 
+def read_per_prompt(model_dir, manifest) -> dict[str, dict]:
+    """revision -> metric -> {"num", "den", "group"}: the per-prompt values the probes keep.
+
+    From each result's ``per_prompt`` field (docs/ARCHITECTURE.md); ``group`` is
+    the probe (metrics of one probe were read from the same prompts). Results
+    without the field (older files, other tools) contribute nothing; the
+    statistics then fall back to the table's mean/std/interval columns.
+    """
+    manifest = load_manifest(manifest)
+    out: dict[str, dict] = {}
+    for entry in probed_revisions(manifest):
+        rev = entry["revision"]
+        per = {}
+        for probe, res in read_results(model_dir, rev).items():
+            for name, rec in (res.get("per_prompt") or {}).items():
+                if isinstance(rec, dict) and "num" in rec:
+                    per[name] = {"num": rec["num"], "den": rec.get("den"), "group": probe}
+        if per:
+            out[rev] = per
+    return out
+
+
 def weight_fingerprints(model_dir, manifest) -> dict[str, str]:
     """revision -> one string fingerprint of its weights.
 
