@@ -130,6 +130,13 @@ def check_semantics(cfg: dict[str, Any]) -> None:
         raise ConfigError(f"invalid configuration: 'probes.associative_recall.n_pairs' is {ar['n_pairs']}, but "
                           f"{ar['n_pairs']} distinct keys and values need 2 x n_pairs <= n_items ({ar['n_items']})")
     for rec in models(cfg):
+        if rec.get("stage", 1) != 1:
+            raise ConfigError(
+                f"invalid configuration: 'suites.{rec['suite']}.models.{rec['model']}.stage' is {rec['stage']}, "
+                "but stage-2 branches are several independent ingredient runs whose steps restart: selected "
+                "together they would be merged into one trajectory. Only stage 1 can be selected for now; to "
+                "analyse ingredients, probe them elsewhere and run `icl-probe aggregate --table` with an "
+                "'ingredient' column (one trajectory per ingredient)")
         if rec["source"] == "minisuite":
             from icl_probe.minisuite.build import MODELS
 

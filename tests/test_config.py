@@ -129,6 +129,9 @@ def test_mutated_configs_are_valid_or_a_clear_error(data):
         (lambda c: c["suites"]["mini"]["models"]["pythia-s"].__setitem__("repo_id", "mini/gpt-9"),
          "allowed values: mini/pythia-s"),
         (lambda c: c["probes"]["associative_recall"].__setitem__("n_pairs", 100), "n_items"),
+        (lambda c: c["suites"].__setitem__("olmo", {"source": "hub", "models": {"olmo2-7b": {
+            "repo_id": "allenai/OLMo-2-1124-7B", "revisions": "log:4", "stage": 2}}}),
+         "'suites.olmo.models.olmo2-7b.stage' is 2, but stage-2 branches are several independent ingredient"),
     ],
 )
 def test_semantic_errors_name_the_key(default_config, mutate, message):
