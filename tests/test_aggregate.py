@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from icl_probe.aggregate import aggregate_model, aggregate_suite, aggregate_table, main
+from icl_probe.aggregate import (TableFormatError, aggregate_model, aggregate_suite, aggregate_table, main,
+                                 read_metric_table)
 from icl_probe.io import read_json
 from icl_probe.plotting import FIGURES
 from icl_probe.stats.synthetic import PYTHIA_STEPS, default_curves, write_model
@@ -38,14 +39,18 @@ def test_aggregate_model_writes_every_output(suite):
     st = read_json(d / "stats.json")
     assert not st["excluded"] and st["statistics"]["phases"]["label"] == "three-phase"
     assert read_json(d / "qc.json") == {"schema_version": 1, "suite": "mini", "model": "pythia-a",
-                                        "excluded": False, "issues": []}
+                                        "excluded": False, "status": "clean", "issues": []}
+    assert st["qc_status"] == "clean"
 
 
 def test_aggregate_suite_qc_table_forecast_and_figures(suite, tmp_path):
     out = aggregate_suite(suite, tmp_path / "figures", CFG)
-    qc = pd.read_csv(out["qc"])
-    assert qc.to_dict("records") == [{"suite": "mini", "model": "pythia-bad",
-                                      "reason": "missing checkpoints", "revisions": "step4000"}]
+    qc = pd.read_csv(out["qc"], keep_default_na=False)
+    clean = [{"suite": "mini", "model": f"pythia-{x}", "status": "clean", "kind": "", "reason": "", "revisions": ""}
+             for x in "abcd"]
+    assert qc.to_dict("records") == clean + [{"suite": "mini", "model": "pythia-bad", "status": "excluded",
+                                              "kind": "excluded", "reason": "missing checkpoints",
+                                              "revisions": "step4000"}]
     fc = read_json(out["forecast"])
     assert fc["models"] == ["pythia-a", "pythia-b", "pythia-c", "pythia-d"]
     assert fc["excluded"] == ["pythia-bad"]
@@ -83,7 +88,7 @@ def test_aggregate_table_on_exported_tables_gives_the_same_statistics(suite, tmp
     for d in clean:
         want = read_json(d / "stats.json")
         _close(want["statistics"], got[want["model"]]["statistics"], want["model"])
-        _close(want["bootstrap"], got[want["model"]]["bootstrap"], want["model"])
+        _close(want["intervals"], got[want["model"]]["intervals"], want["model"])
 
 
 def test_aggregate_table_with_heldout_names_and_missing_columns(tmp_path):
@@ -97,7 +102,7 @@ def test_aggregate_table_with_heldout_names_and_missing_columns(tmp_path):
     pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
     out = aggregate_table(tmp_path / "t.csv", tmp_path / "o", CFG, figures=False)
     st = read_json(out["stats"])["models"]["m1"]
-    assert st["statistics"]["zero_crossing"]["bracket"] == [100.0, 1000.0]
+    assert [st["statistics"]["zero_crossing_lo"], st["statistics"]["zero_crossing_hi"]] == [100.0, 1000.0]
     assert st["statistics"]["heldout_change"]["ar_acc"]["change"] == pytest.approx(0.0)
     assert "sign_agreement" in st["skipped"]["sa_decay"]
     assert "late_early_ratio" in st["skipped"]["sinks"]
@@ -106,24 +111,117 @@ def test_aggregate_table_with_heldout_names_and_missing_columns(tmp_path):
     assert pair["n_models"] == 4 and pair["spearman"] == pytest.approx(1.0)
     sa = next(p for p in fc["pairs"] if p["feature"] == "sign_agreement")
     assert sa["n_models"] == 0 and "needs" in sa["note"]
-    assert pd.read_csv(out["qc"]).empty
+    qc = pd.read_csv(out["qc"], keep_default_na=False)
+    assert set(qc["status"]) == {"clean"} and "excluded" not in set(qc["kind"])
 
 
-def test_aggregate_table_flags_constant_and_nan_models(tmp_path):
-    rows = [{"model": "flat", "step": s, "error_reduction": 0.4} for s in (0, 10, 100, 1000)]
-    rows += [{"model": "broken", "step": s, "error_reduction": v} for s, v in zip((0, 10, 100), (0.0, np.nan, 1.0))]
+def test_aggregate_table_flags_repeated_vectors_inf_and_missing_values(tmp_path):
+    rng = np.random.default_rng(0)
+    vec = {m: float(rng.normal()) for m in ("error_reduction", "sign_agreement", "slope_alpha", "rho_obs")}
+    rows = [{"model": "repeated", "step": s, **vec} for s in (0, 10, 100, 1000)]
+    rows += [{"model": "broken", "step": s, "error_reduction": v} for s, v in zip((0, 10, 100), (0.0, np.inf, 1.0))]
+    rows += [{"model": "gappy", "step": s, "error_reduction": v} for s, v in zip((0, 10, 100), (0.0, np.nan, 1.0))]
     pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
     out = aggregate_table(tmp_path / "t.csv", tmp_path / "o", CFG, figures=False)
-    qc = pd.read_csv(out["qc"]).set_index("model")["reason"].to_dict()
-    assert qc == {"flat": "identical metrics at 4 checkpoints", "broken": "non-finite error_reduction"}
+    qc = pd.read_csv(out["qc"], keep_default_na=False)
+    got = {(r.model, r.status, r.kind, r.reason) for r in qc.itertuples()}
+    assert ("repeated", "excluded", "excluded", "identical metrics at 4 checkpoints") in got
+    assert ("broken", "excluded", "excluded", "infinite error_reduction") in got
+    assert ("gappy", "partly measured", "partial", "partly measured: error_reduction") in got
+    assert not {r for r in got if r[0] == "gappy" and r[2] == "excluded"}
     models = read_json(out["stats"])["models"]
-    assert models["flat"]["excluded"] and models["flat"]["statistics"] == {}
+    assert models["repeated"]["excluded"] and models["repeated"]["statistics"] == {}
+    assert models["broken"]["excluded"] and models["broken"]["qc_status"] == "excluded"
+    assert not models["gappy"]["excluded"] and models["gappy"]["qc_status"] == "partly measured"
+    assert models["gappy"]["statistics"]["peak_er"] == 1.0
+    assert read_json(out["forecast"])["excluded"] == ["broken", "repeated"]
 
 
 def test_aggregate_table_needs_model_and_step(tmp_path):
     pd.DataFrame({"step": [0, 1], "error_reduction": [0, 1]}).to_csv(tmp_path / "t.csv", index=False)
-    with pytest.raises(ValueError, match="needs the column"):
+    with pytest.raises(TableFormatError, match="needs the column") as err:
         aggregate_table(tmp_path / "t.csv", tmp_path / "o", CFG, figures=False)
+    assert err.value.user_facing and "model" in str(err.value) and "step" not in str(err.value).split(";")[0]
+    pd.DataFrame({"model": ["a", "a"], "error_reduction": [0, 1]}).to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(TableFormatError, match="needs the column.*step"):
+        read_metric_table(tmp_path / "t.csv")
+
+
+def _write(tmp_path, text):
+    (tmp_path / "t.csv").write_text(text)
+    return tmp_path / "t.csv"
+
+
+@pytest.mark.parametrize("cell", ["n/a", '"1,234"'])
+def test_read_metric_table_names_column_row_and_value_of_a_non_numeric_cell(tmp_path, cell):
+    path = _write(tmp_path, f"model,step,error_reduction\na,0,0.1\na,10,0.2\na,20,{cell}\n")
+    with pytest.raises(TableFormatError) as err:
+        read_metric_table(path)
+    msg = str(err.value)
+    assert "'error_reduction'" in msg and "row 3" in msg and repr(cell.strip('"')) in msg
+    path = _write(tmp_path, f"model,step,error_reduction\na,0,0.1\na,{cell},0.2\n")
+    with pytest.raises(TableFormatError, match=r"'step'.*row 2"):
+        read_metric_table(path)
+
+
+def test_read_metric_table_missing_cells_negative_steps_extra_columns_and_tokens(tmp_path):
+    df = read_metric_table(_write(tmp_path, "model,step,error_reduction,ar_acc\na,0,,NaN\na,10,0.5,\n"))
+    assert df["error_reduction"].isna().tolist() == [True, False] and df["ar_acc"].isna().all()
+    with pytest.raises(TableFormatError, match=r"'step' is negative at row 2"):
+        read_metric_table(_write(tmp_path, "model,step,error_reduction\na,0,0.1\na,-10,0.2\n"))
+    notes = []
+    df = read_metric_table(_write(tmp_path, "model,step,error_reduction,loss,notes\na,0,0.1,3.2,x\n"), notes)
+    assert "loss" not in df and "notes" not in df
+    assert len(notes) == 1 and "loss" in notes[0] and "notes" in notes[0] and "ignored" in notes[0]
+    notes = []
+    df = read_metric_table(_write(tmp_path, "model,tokens_B,error_reduction\na,0,0.1\na,2.5,0.4\n"), notes)
+    assert df["step"].tolist() == [0.0, 2.5e9] and df["tokens"].tolist() == [0.0, 2.5e9]
+    assert any("no step column" in n and "tokens_B" in n for n in notes)
+
+
+def test_aggregate_table_notes_in_stats_json_and_tokens_only_table(tmp_path):
+    rows = [{"model": "a", "tokens": t, "error_reduction": e, "loss": 1.0}
+            for t, e in zip((0, 1e8, 1e9, 1e10), (0.0, -0.4, 0.6, 1.5))]
+    pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
+    out = aggregate_table(tmp_path / "t.csv", tmp_path / "o", CFG, figures=False)
+    st = read_json(out["stats"])
+    assert any("loss" in n for n in st["notes"]) and any("no step column" in n for n in st["notes"])
+    assert st["models"]["a"]["statistics"]["peak_er"] == 1.5
+    assert st["models"]["a"]["statistics"]["peak_step"] == 1e10
+
+
+def test_olmo2_stages_and_ingredients_are_separate_trajectories(tmp_path):
+    rows = []
+    for stage, ing, base in (("stage1", "", 0.0), ("stage2", "ingredient1", 1.0), ("stage2", "ingredient2", 2.0)):
+        for s, e in zip((0, 1000, 2000), (0.1, 0.2, 0.3)):
+            rows.append({"model": "OLMo-2-1B", "stage": stage, "ingredient": ing, "step": s,
+                         "error_reduction": base + e})
+    rows += [{"model": "OLMo-2-7B", "stage": "stage1", "ingredient": "", "step": s, "error_reduction": 0.1 * s}
+             for s in (0, 10, 20)]
+    pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
+    notes = []
+    df = read_metric_table(tmp_path / "t.csv", notes)
+    assert sorted(set(df["model"])) == ["OLMo-2-1B/stage1", "OLMo-2-1B/stage2-ingredient1",
+                                        "OLMo-2-1B/stage2-ingredient2", "OLMo-2-7B"]
+    assert "stage" not in df and "ingredient" not in df and any("separate trajectories" in n for n in notes)
+    out = aggregate_table(tmp_path / "t.csv", tmp_path / "o", CFG, figures=False)
+    models = read_json(out["stats"])["models"]
+    assert models["OLMo-2-1B/stage2-ingredient2"]["statistics"]["peak_er"] == pytest.approx(2.3)
+    qc = pd.read_csv(out["qc"], keep_default_na=False)
+    assert not any(qc["reason"].str.startswith("duplicate step"))  # never merged
+
+
+def test_duplicate_steps_in_a_table_are_a_note(tmp_path):
+    rows = [{"model": "a", "step": s, "revision": r, "error_reduction": e}
+            for s, r, e in ((0, "step0", 0.0), (10, "step10", 0.5), (10, "step10-rerun", 0.6), (20, "step20", 1.0))]
+    pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
+    out = aggregate_table(tmp_path / "t.csv", tmp_path / "o", CFG, figures=False)
+    qc = pd.read_csv(out["qc"], keep_default_na=False)
+    row = qc[qc["reason"] == "duplicate step 10"].iloc[0]
+    assert row["kind"] == "note" and row["revisions"] == "step10;step10-rerun" and row["status"] == "clean"
+    pd.DataFrame(rows).iloc[[0, 2, 1, 3]].to_csv(tmp_path / "t2.csv", index=False)
+    out2 = aggregate_table(tmp_path / "t2.csv", tmp_path / "o2", CFG, figures=False)
+    assert pd.read_csv(out2["qc"], keep_default_na=False).equals(qc)
 
 
 def test_main_entry_point(tmp_path):

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from icl_probe.plotting import FIGURES, ModelData, draw_all
-from icl_probe.plotting.common import CheckpointAxis, styles
+from icl_probe.plotting.common import QC_COLOR, CheckpointAxis, draw_measured, styles
 from icl_probe.plotting.emergence import plot_emergence
 from icl_probe.plotting.layers import readout_step
 
@@ -30,10 +30,34 @@ def test_backend_is_agg():
     assert matplotlib.get_backend().lower() == "agg"
 
 
-def test_qc_flagged_models_are_grey_dashed_and_labelled():
-    sty = styles([model("a"), model("b", issues=[{"reason": "duplicate weights", "revisions": ["x"]}])])
-    assert sty["a"]["linestyle"] == "-" and sty["a"]["label"] == "a"
-    assert sty["b"]["linestyle"] == "--" and sty["b"]["label"] == "b (QC: duplicate weights)"
+PARTIAL = {"kind": "partial", "reason": "partly measured: ar_acc", "revisions": ["step0", "step1", "step10"],
+           "n_checkpoints": 5}
+DUP = {"kind": "excluded", "reason": "duplicate weights", "revisions": ["x"]}
+
+
+def test_clean_partly_measured_and_excluded_models_have_distinct_styles():
+    note = {"kind": "note", "reason": "duplicate step 10", "revisions": ["step10", "step10b"]}
+    sty = styles([model("a", issues=[note]), model("b", issues=[DUP]), model("p", issues=[PARTIAL])])
+    assert sty["a"]["linestyle"] == "-" and sty["a"]["label"] == "a"  # a note does not change the style
+    assert sty["b"]["linestyle"] == "--" and sty["b"]["color"] == QC_COLOR
+    assert sty["b"]["label"] == "b (excluded: duplicate weights)"
+    assert sty["p"]["linestyle"] == "-" and sty["p"]["color"] not in (QC_COLOR, sty["a"]["color"])
+    assert sty["p"]["label"] == "p (partly measured)"
+    old = model("o", issues=[{"reason": "missing checkpoints", "revisions": ["x"]}])  # qc.json without kinds
+    assert styles([old])["o"]["label"] == "o (excluded: missing checkpoints)"
+
+
+def test_partly_measured_column_has_markers_only_where_measured():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    x = np.array([0.1, 1.0, 10.0, 100.0, 1000.0])
+    (line,) = draw_measured(ax, x, np.array([np.nan, np.nan, np.nan, 0.3, 0.5]), markersize=3, color="C1")
+    assert line.get_xdata().tolist() == [100.0, 1000.0] and line.get_ydata().tolist() == [0.3, 0.5]
+    assert line.get_marker() == "o" and line.get_markersize() == 6  # enlarged: only a few points
+    (full,) = draw_measured(ax, x, np.arange(5.0), markersize=3)
+    assert len(full.get_xdata()) == 5 and full.get_markersize() == 3
+    plt.close(fig)
 
 
 def test_axis_steps_for_one_suite_tokens_for_mixed_suites():
@@ -49,7 +73,23 @@ def test_emergence_figure_files_and_caption(tmp_path):
     paths, caption = plot_emergence([model("a"), flagged], tmp_path)
     assert [p.name for p in paths] == ["emergence.png", "emergence.pdf"]
     assert all(p.stat().st_size > 1000 for p in paths)
-    assert "digits" in caption and "bad (missing checkpoints)" in caption
+    assert "digits" in caption and "bad (missing checkpoints)" in caption and "grey and dashed" in caption
+    part = model("p", ar_acc=[np.nan, np.nan, np.nan, 0.2, 0.4], issues=[PARTIAL])
+    _, caption = plot_emergence([model("a"), part], tmp_path)
+    assert "partly measured" in caption and "p (ar_acc at 2 of 5 checkpoints)" in caption
+    assert "grey" not in caption
+
+
+def test_figures_of_a_clean_partly_measured_and_excluded_model(tmp_path):
+    part = model("p", ar_acc=[np.nan, np.nan, np.nan, 0.2, 0.4], sign_agreement=np.linspace(0.5, 0.9, 5),
+                 issues=[PARTIAL])
+    out = draw_all([model("a", ar_acc=np.linspace(0, 0.5, 5)), part, model("b", issues=[DUP])], tmp_path)
+    for name in FIGURES:
+        assert all(p.stat().st_size > 1000 for p in out[name]["paths"])
+        caption = out[name]["caption"]
+        assert "markers only at the checkpoints where a column was measured" in caption
+        assert "p (ar_acc at 2 of 5 checkpoints)" in caption
+        assert caption.endswith("Excluded by quality control and drawn grey and dashed: b (duplicate weights).")
 
 
 def test_draw_all_with_and_without_optional_data(tmp_path):
@@ -83,7 +123,10 @@ def test_contraction_shows_the_deepest_clean_model(tmp_path):
         return md
 
     flagged = {"reason": "duplicate weights", "revisions": ["x"]}
+    partial = [PARTIAL]  # partly measured is not excluded: it may be shown
     models = [with_layers("shallow", 2), with_layers("deep", 3), with_layers("deepest-but-flagged", 6, [flagged])]
+    _, caption = plot_contraction(models + [with_layers("deeper-partial", 4, partial)], tmp_path)
+    assert "checkpoints of deeper-partial." in caption
     _, caption = plot_contraction(models, tmp_path)
     assert "checkpoints of deep." in caption
     _, caption = plot_contraction([with_layers("a", 2, [flagged]), with_layers("b", 4, [flagged])], tmp_path)

@@ -51,6 +51,9 @@ def test_heldout_change_uses_the_measured_checkpoint_nearest_the_peak():
     assert rec["n_measured"] == 3 and "nearest" in rec["note"]
     one = lifecycle.heldout_change(steps, 4000, {"ar_acc": [nan] * 7 + [0.5]})["ar_acc"]
     assert one["change"] is None and "two measured" in one["note"]
+    # the peak at the final checkpoint: no change, by definition
+    last = lifecycle.heldout_change(steps, 143000, {"ar_acc": [nan] * 7 + [0.5]})["ar_acc"]
+    assert last["change"] == 0.0 and last["at_peak_step"] == last["final_step"] == 143000
 
 
 @pytest.mark.parametrize("sa_ci, er_ci, label", [

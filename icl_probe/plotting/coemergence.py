@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from icl_probe.plotting.common import CheckpointAxis, ModelData, no_data, qc_note, save, styles
+from icl_probe.plotting.common import (CheckpointAxis, ModelData, draw_measured, no_data, qc_note, save, styles,
+                                      zero_crossing_step)
 
 
 def plot_coemergence(models: list[ModelData], out_dir, name: str = "coemergence"):
@@ -21,9 +22,11 @@ def plot_coemergence(models: list[ModelData], out_dir, name: str = "coemergence"
             no_data(ax, f"no {col} column", keep_x=True)
             continue
         for md in drawn:
-            ax.plot(axis.x(md), md.column(col), marker="o", markersize=3, **sty[md.model])
+            draw_measured(ax, axis.x(md), md.column(col), markersize=3, **sty[md.model])
             st = md.stats.get("statistics", {})
-            mark = ((st.get("zero_crossing") or {}).get("interpolated") if col == "error_reduction"
+            mark = (zero_crossing_step(md) if col == "error_reduction"
+                    else st.get("sink_half_rise_step")
+                    if st.get("sink_half_rise_step") is not None
                     else ((st.get("sinks") or {}).get("half_rise") or {}).get("interpolated"))
             if mark is not None and not md.flagged:
                 ax.axvline(axis.from_step(md, mark), color=sty[md.model]["color"], linestyle=":", linewidth=1.2)

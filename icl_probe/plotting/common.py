@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 
 from icl_probe.io import atomic_write  # noqa: E402
 from icl_probe.stats.axis import left_edge  # noqa: E402
-from icl_probe.stats.qc import qc_summary  # noqa: E402
+from icl_probe.stats.qc import excluded_reasons, is_excluded, is_partial, partial_columns  # noqa: E402
 
 QC_COLOR = "0.6"
 
@@ -23,7 +23,11 @@ QC_COLOR = "0.6"
 @dataclass
 class ModelData:
     """One model as the figures see it: its table (one row per checkpoint, step
-    order), the long per-layer table (or None), its stats.json content and QC issues."""
+    order), the long per-layer table (or None), its stats.json content and QC issues.
+
+    Drawn in one of three styles (``styles``): clean; partly measured (some column
+    lacks values at some checkpoints: normal colour, markers only where measured);
+    excluded by QC (grey, dashed)."""
 
     suite: str
     model: str
@@ -33,26 +37,68 @@ class ModelData:
     issues: list = field(default_factory=list)
 
     @property
+    def excluded(self) -> bool:
+        """Excluded from statistics by QC (``qc.is_excluded``)."""
+        return is_excluded(self.issues)
+
+    @property
     def flagged(self) -> bool:
-        return bool(self.issues)
+        """Same as ``excluded`` (partly measured models and notes are not flagged)."""
+        return self.excluded
+
+    @property
+    def partial(self) -> bool:
+        """Partly measured and not excluded."""
+        return not self.excluded and is_partial(self.issues)
 
     def column(self, name: str) -> np.ndarray | None:
         return self.table[name].to_numpy(dtype=float) if name in self.table else None
 
 
 def styles(models: list[ModelData]) -> dict[str, dict]:
-    """model -> line kwargs: a colour per clean model; QC-flagged models grey and dashed,
-    labelled "model (QC: reason)"."""
+    """model -> line kwargs: a colour per model that is not excluded, labelled "model"
+    (clean) or "model (partly measured)"; excluded models grey and dashed, labelled
+    "model (excluded: reason)". Draw a column with ``measured`` so a partly measured
+    one has markers only where it was measured."""
     cmap = plt.get_cmap("tab10")
     out, k = {}, 0
     for md in models:
-        if md.flagged:
+        if md.excluded:
             out[md.model] = {"color": QC_COLOR, "linestyle": "--", "zorder": 1.5,
-                             "label": f"{md.model} (QC: {qc_summary(md.issues)})"}
+                             "label": f"{md.model} (excluded: {excluded_reasons(md.issues)})"}
         else:
-            out[md.model] = {"color": cmap(k % 10), "linestyle": "-", "zorder": 2.5, "label": md.model}
+            out[md.model] = {"color": cmap(k % 10), "linestyle": "-", "zorder": 2.5,
+                             "label": md.model + (" (partly measured)" if md.partial else "")}
             k += 1
     return out
+
+
+def measured(x, *ys):
+    """x and the ys at the checkpoints where the first y is finite (a partly measured
+    column: markers only there, the line through those points)."""
+    x = np.asarray(x, dtype=float)
+    ys = [np.asarray(y, dtype=float) for y in ys]
+    keep = np.isfinite(x) & np.isfinite(ys[0]) if ys else np.isfinite(x)
+    return (x[keep], *[y[keep] for y in ys])
+
+
+def draw_measured(ax, x, y, markersize: float = 3, **kw):
+    """``ax.plot`` of y against x at the measured (finite) points only: markers there and the
+    line through them; a partly measured column gets markers twice as large, so that a
+    column measured at a few checkpoints is not mistaken for a continuous curve."""
+    xm, ym = measured(x, y)
+    partly = len(ym) < np.isfinite(np.asarray(x, dtype=float)).sum()
+    return ax.plot(xm, ym, marker="o", markersize=markersize * (2 if partly else 1), **kw)
+
+
+def zero_crossing_step(md: ModelData) -> float | None:
+    """The interpolated ER zero crossing from stats.json (``zero_crossing_interp``, or the
+    older nested ``zero_crossing.interpolated``); None when undefined."""
+    st = md.stats.get("statistics") or {}
+    if st.get("zero_crossing_interp") is not None:
+        return st["zero_crossing_interp"]
+    zc = st.get("zero_crossing")
+    return zc.get("interpolated") if isinstance(zc, dict) else None
 
 
 class CheckpointAxis:
@@ -131,7 +177,27 @@ def save(fig, out_dir, name: str) -> list[Path]:
     return paths
 
 
+def _partial_text(md: ModelData) -> str:
+    cols = partial_columns(md.issues)
+    n = len(md.table)
+    counts = {}
+    for c in cols:
+        k = int(np.isfinite(md.column(c)).sum()) if c in md.table else 0
+        counts.setdefault(k, []).append(c)
+    parts = [f"{', '.join(cs)} at {k} of {n} checkpoints" for k, cs in counts.items()]
+    return f"{md.model} ({'; '.join(parts)})" if parts else md.model
+
+
 def qc_note(models: list[ModelData]) -> str:
-    flagged = [f"{md.model} ({qc_summary(md.issues)})" for md in models if md.flagged]
-    return (" Excluded by quality control and drawn grey and dashed: " + ", ".join(flagged) + "."
-            if flagged else "")
+    """The caption's sentence on the drawing convention for partly measured and excluded
+    models ("" when every model is clean)."""
+    partial = [_partial_text(md) for md in models if md.partial]
+    excluded = [f"{md.model} ({excluded_reasons(md.issues)})" for md in models if md.excluded]
+    out = ""
+    if partial:
+        out += (" Partly measured models (legend \"partly measured\") keep their colour, with markers only at "
+                "the checkpoints where a column was measured and the line drawn through those points: "
+                + ", ".join(partial) + ".")
+    if excluded:
+        out += " Excluded by quality control and drawn grey and dashed: " + ", ".join(excluded) + "."
+    return out

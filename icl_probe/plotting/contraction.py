@@ -74,7 +74,7 @@ def plot_contraction(models: list[ModelData], out_dir, name: str = "contraction"
         right.xaxis.set_major_locator(MaxNLocator(integer=True))
         right.set_xlabel("layer (0 = embedding)")
         right.set_ylabel("induction surprisal (nats)")
-        right.legend(fontsize=8, title=chosen.model + (" (QC)" if chosen.flagged else ""), title_fontsize=8)
+        right.legend(fontsize=8, title=chosen.model + (" (excluded)" if chosen.flagged else ""), title_fontsize=8)
     right.set_title("Induction surprisal by layer")
     paths = save(fig, out_dir, name)
     caption = (

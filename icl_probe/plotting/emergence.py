@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from icl_probe.plotting.common import CheckpointAxis, ModelData, no_data, qc_note, save, styles
+from icl_probe.plotting.common import (CheckpointAxis, ModelData, draw_measured, measured, no_data, qc_note, save,
+                                      styles, zero_crossing_step)
 
 
 def plot_emergence(models: list[ModelData], out_dir, name: str = "emergence"):
@@ -18,10 +19,11 @@ def plot_emergence(models: list[ModelData], out_dir, name: str = "emergence"):
     drawn = [md for md in models if "error_reduction" in md.table]
     for md in drawn:
         x, er, sd = axis.x(md), md.column("error_reduction"), md.column("error_reduction_std")
-        ax.plot(x, er, marker="o", markersize=3, **sty[md.model])
+        draw_measured(ax, x, er, markersize=3, **sty[md.model])
         if sd is not None:
-            ax.fill_between(x, er - sd, er + sd, color=sty[md.model]["color"], alpha=0.18, linewidth=0)
-        zc = (md.stats.get("statistics", {}).get("zero_crossing") or {}).get("interpolated")
+            ax.fill_between(*measured(x, er - sd, er + sd), color=sty[md.model]["color"], alpha=0.18,
+                            linewidth=0)
+        zc = zero_crossing_step(md)
         if zc is not None and not md.flagged:
             ax.plot([axis.from_step(md, zc)], [0.0], marker="D", markersize=7, markerfacecolor="white",
                     markeredgecolor=sty[md.model]["color"], linestyle="none")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from icl_probe.plotting.common import CheckpointAxis, ModelData, no_data, qc_note, save, styles
+from icl_probe.plotting.common import CheckpointAxis, ModelData, draw_measured, no_data, qc_note, save, styles
 
 HELDOUT = (("induction_acc", "-", "induction"), ("ar_acc", ":", "assoc. recall"))
 
@@ -31,7 +31,7 @@ def plot_lifecycle(models: list[ModelData], out_dir, name: str = "lifecycle"):
                     kw["linestyle"] = "--" if md.flagged else ls
                 if ax is not axes[0]:
                     kw.pop("label")
-                ax.plot(axis.x(md), md.column(c), marker="o", markersize=2.5, **kw)
+                draw_measured(ax, axis.x(md), md.column(c), markersize=2.5, **kw)
                 any_drawn = True
         if not any_drawn:
             no_data(ax, "no " + (col or "held-out accuracy") + " column", keep_x=True)

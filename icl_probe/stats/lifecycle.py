@@ -126,7 +126,8 @@ def heldout_change(steps, peak_step: float | None, metrics: dict, revisions=None
         rec = {"at_peak": None, "final": None, "change": None, "at_peak_step": None, "final_step": None,
                "n_measured": int(ok.size)}
         i = nearest_measured(s, v, peak_step)
-        if i is None or ok.size < 2 or i == int(ok[-1]):
+        at_final_peak = i is not None and i == int(ok[-1]) and s[i] == peak_step  # the peak is the final one
+        if i is None or (not at_final_peak and (ok.size < 2 or i == int(ok[-1]))):
             rec["note"] = "needs two measured checkpoints: one near the peak and a later one"
             out[name] = rec
             continue
