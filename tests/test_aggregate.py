@@ -230,3 +230,33 @@ def test_main_entry_point(tmp_path):
     assert main(["--table", str(tmp_path / "t.csv"), "--out", str(tmp_path / "o"),
                  "--stats-settings", json.dumps({"bootstrap": 10})]) == 0
     assert read_json(tmp_path / "o" / "stats.json")["models"]["a"]["statistics"]["peak_er"] == 1.0
+
+
+def test_published_table_with_sparse_heldout_columns_keeps_every_statistic(tmp_path):
+    """The table of the issue: ER and SA at every checkpoint, held-out accuracy at 2 of 12."""
+    steps = [0, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000]
+    er = [0.0, 0.0, -0.05, -0.2, -0.4, -0.3, 0.1, 0.9, 1.6, 1.4, 1.2, 1.0]
+    sa = [0.5, 0.5, 0.5, 0.52, 0.55, 0.6, 0.7, 0.8, 0.86, 0.86, 0.86, 0.86]
+    ind = [""] * 12
+    ind[7], ind[11] = "0.41", "0.83"  # measured at step 1000 and at the final step only
+    rows = pd.DataFrame({"model": "pub", "step": steps, "error_reduction": er, "error_reduction_std": 0.03,
+                         "sign_agreement": sa, "sign_agreement_std": 0.01, "heldout_induction_acc": ind})
+    rows.to_csv(tmp_path / "t.csv", index=False)
+    out = aggregate_table(tmp_path / "t.csv", tmp_path / "o", CFG, figures=False)
+    st = read_json(out["stats"])["models"]["pub"]
+    s = st["statistics"]
+    assert not st["excluded"] and st["qc_status"] == "partly measured"
+    assert s["phases"]["label"] == "three-phase"
+    assert (s["zero_crossing_lo"], s["zero_crossing_hi"]) == (200.0, 500.0)
+    assert s["half_max_step"] == 1000.0 and s["peak_step"] == 2000.0
+    assert s["lifecycle"] == "magnitude attenuates, direction preserved"
+    hc = s["heldout_change"]["induction_acc"]
+    # the peak is at 2000: measured 1000 is 0.30 decades away, the final 20000 one decade
+    assert (hc["at_peak_step"], hc["final_step"]) == (1000.0, 20000.0)
+    assert hc["change"] == pytest.approx(0.83 - 0.41)
+    assert st["checkpoints"]["induction_acc"]["n"] == 2
+    summary = pd.read_csv(out["summary"]).set_index("model")
+    for col in ("peak_er_ci_lo", "peak_er_ci_hi", "zero_crossing_interp_ci_lo", "half_max_step_interp_ci_hi",
+                "er_decay_ci_lo", "sa_decay_ci_hi", "zero_crossing_lo_tokens"):
+        assert col in summary.columns
+    assert summary.loc["pub", "peak_er_ci_lo"] < 1.6 < summary.loc["pub", "peak_er_ci_hi"]

@@ -17,14 +17,15 @@ allow, per metric:
   seeds. Metrics of one probe share the resample (they are read from the same
   prompts).
 - ``parametric`` (tables without per-prompt values): each checkpoint drawn
-  independently, from Normal(mean, se) where se = (ci_hi - ci_lo) / (2 x 1.96)
+  from Normal(mean, se) where se = (ci_hi - ci_lo) / (2 x 1.96)
   when the table has the per-checkpoint 95 % interval columns, else from
   mean + se x t(dof) with se^2 = pooled std^2 / (n_seeds - 1) (the squared
   standard error of a mean of n_seeds values whose population std, ddof = 0,
   is std), the std's variance pooled over up to two neighbouring checkpoints on
-  either side (``parametric_scale``).
-  Independent draws ignore the cross-checkpoint correlation: the coverage table
-  in docs/statistics.md gives what that costs.
+  either side (``parametric_scale``). The table does not say how its
+  checkpoints' noise is correlated; the draws share a common component whose
+  weight is drawn per replicate (``correlated_t``). The coverage table in
+  docs/statistics.md gives what each path achieves.
 
 ``interval`` turns replicate values of a statistic into an interval: the
 percentile interval, or the *basic* (reflected) one 2 x estimate - quantiles,
@@ -99,6 +100,27 @@ def parametric_scale(mean, std=None, ci=None, n_seeds: int = 3) -> tuple[np.ndar
     return se, dof
 
 
+def correlated_t(rng: np.random.Generator, n_boot: int, dof: np.ndarray) -> np.ndarray:
+    """(B, C) standardised draws, t(dof_c) (normal where dof is inf) at each checkpoint,
+    sharing a common component of weight sqrt(rho) with rho ~ Uniform(0, 1) per replicate.
+
+    A table does not say how the noise of its checkpoints is correlated (the
+    workflow's is positively: one prompt set is read at every checkpoint), and
+    statistics differ in which correlation widens them (a crossing: a positive
+    one; a ratio of two checkpoints: none); the draw averages over the unknown
+    correlation. Each column keeps its marginal t(dof) distribution.
+    """
+    dof = np.asarray(dof, dtype=float)
+    rho = rng.uniform(0.0, 1.0, size=(n_boot, 1))
+    z = np.sqrt(rho) * rng.standard_normal((n_boot, 1)) + np.sqrt(1 - rho) * rng.standard_normal((n_boot, dof.size))
+    finite = np.isfinite(dof)
+    if finite.any():
+        d = np.where(finite, dof, 1.0)
+        w = rng.chisquare(d, size=(n_boot, dof.size)) / d
+        z = np.where(finite, z / np.sqrt(w), z)
+    return z
+
+
 def replicate_trajectories(
     means: Mapping[str, np.ndarray],
     stds: Mapping[str, np.ndarray] | None = None,
@@ -144,9 +166,7 @@ def replicate_trajectories(
         se, dof = parametric_scale(mu, stds.get(name), cis.get(name), n_seeds)
         fill = ~have & (se > 0) & np.isfinite(mu)
         if fill.any():
-            z = np.where(np.isinf(dof), rng.standard_normal((n_boot, mu.size)),
-                         rng.standard_t(np.where(np.isinf(dof), 1.0, dof), size=(n_boot, mu.size)))
-            rep[:, fill] = mu[fill] + z[:, fill] * se[fill]
+            rep[:, fill] = mu[fill] + correlated_t(rng, n_boot, dof)[:, fill] * se[fill]
             used.append("parametric")
         if used:
             reps[name], method[name] = rep, " + ".join(used)
