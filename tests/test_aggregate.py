@@ -120,7 +120,8 @@ def test_aggregate_table_flags_repeated_vectors_inf_and_missing_values(tmp_path)
     vec = {m: float(rng.normal()) for m in ("error_reduction", "sign_agreement", "slope_alpha", "rho_obs")}
     rows = [{"model": "repeated", "step": s, **vec} for s in (0, 10, 100, 1000)]
     rows += [{"model": "broken", "step": s, "error_reduction": v} for s, v in zip((0, 10, 100), (0.0, np.inf, 1.0))]
-    rows += [{"model": "gappy", "step": s, "error_reduction": v} for s, v in zip((0, 10, 100), (0.0, np.nan, 1.0))]
+    rows += [{"model": "gappy", "step": s, "error_reduction": v}
+             for s, v in zip((0, 10, 100, 1000), (0.0, np.nan, 0.5, 1.0))]
     pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
     out = aggregate_table(tmp_path / "t.csv", tmp_path / "o", CFG, figures=False)
     qc = pd.read_csv(out["qc"], keep_default_na=False)

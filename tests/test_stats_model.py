@@ -124,6 +124,14 @@ def test_fewer_than_three_checkpoints_give_no_statistics(n):
     assert st["statistics"] == {} and "at least 3" in st["null"]["all"]
 
 
+def test_a_column_measured_at_two_checkpoints_is_no_trajectory():
+    t = synthetic_table()
+    t.loc[t["step"] < 64000, ["error_reduction", "error_reduction_std"]] = NAN
+    st = model_statistics(t, {"bootstrap": 0})
+    assert "peak_er" not in st["statistics"] and "measured at 2 checkpoint(s)" in st["skipped"]["emergence"]
+    assert st["statistics"]["sa_decay"] is not None
+
+
 def test_swapped_rows_with_equal_steps_give_the_same_result():
     t = synthetic_table(steps=[0, 100, 1000, 1000, 10000, 100000])
     t.loc[3, "revision"] = "stage1-step1000-tokens5B"

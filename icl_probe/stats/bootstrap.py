@@ -23,8 +23,9 @@ allow, per metric:
   standard error of a mean of n_seeds values whose population std, ddof = 0,
   is std), the std's variance pooled over up to two neighbouring checkpoints on
   either side (``parametric_scale``). The table does not say how its
-  checkpoints' noise is correlated; the draws share a common component whose
-  weight is drawn per replicate (``correlated_t``). The coverage table in
+  checkpoints' noise is correlated: crossings are drawn with a common
+  component whose weight is drawn per replicate, contrasts independently
+  (``correlated_t``). The coverage table in
   docs/statistics.md gives what each path achieves.
 
 ``interval`` turns replicate values of a statistic into an interval: the
@@ -100,18 +101,22 @@ def parametric_scale(mean, std=None, ci=None, n_seeds: int = 3) -> tuple[np.ndar
     return se, dof
 
 
-def correlated_t(rng: np.random.Generator, n_boot: int, dof: np.ndarray) -> np.ndarray:
+def correlated_t(rng: np.random.Generator, n_boot: int, dof: np.ndarray, correlated: bool = True) -> np.ndarray:
     """(B, C) standardised draws, t(dof_c) (normal where dof is inf) at each checkpoint,
-    sharing a common component of weight sqrt(rho) with rho ~ Uniform(0, 1) per replicate.
+    sharing a common component of weight sqrt(rho) with rho ~ Uniform(0, 1) per
+    replicate (``correlated``), or independent (rho = 0).
 
     A table does not say how the noise of its checkpoints is correlated (the
     workflow's is positively: one prompt set is read at every checkpoint), and
-    statistics differ in which correlation widens them (a crossing: a positive
-    one; a ratio of two checkpoints: none); the draw averages over the unknown
-    correlation. Each column keeps its marginal t(dof) distribution.
+    statistics differ in which correlation widens them: a positive one moves a
+    level crossing with the whole curve, while it cancels in a contrast of
+    checkpoints (a maximum against the rest, a ratio of two). So crossings are
+    drawn averaging over the unknown correlation and contrasts independently
+    (``CONTRASTS`` in icl_probe.stats.model). Each column keeps its marginal
+    t(dof) distribution.
     """
     dof = np.asarray(dof, dtype=float)
-    rho = rng.uniform(0.0, 1.0, size=(n_boot, 1))
+    rho = rng.uniform(0.0, 1.0, size=(n_boot, 1)) if correlated else np.zeros((n_boot, 1))
     z = np.sqrt(rho) * rng.standard_normal((n_boot, 1)) + np.sqrt(1 - rho) * rng.standard_normal((n_boot, dof.size))
     finite = np.isfinite(dof)
     if finite.any():
@@ -129,13 +134,15 @@ def replicate_trajectories(
     n_boot: int = 1000,
     seed: int = 0,
     n_seeds: int = 3,
+    correlated: bool = True,
 ) -> tuple[dict, dict]:
     """Replicate trajectories of every metric that has a spread.
 
     means: name -> (C,) per-checkpoint means; stds: name -> (C,) population std
     over seeds; cis: name -> ((C,) lo, (C,) hi) per-checkpoint 95 % intervals;
     samples: name -> {"num": (C, S, P), "den": (C, S, P) or None, "group": str}
-    per-prompt values (NaN rows where a checkpoint has none). Returns (reps:
+    per-prompt values (NaN rows where a checkpoint has none); correlated: the
+    parametric draws share a common component (``correlated_t``). Returns (reps:
     name -> (B, C), method: name -> "prompt bootstrap" | "parametric" |
     "prompt bootstrap + parametric" (checkpoints without per-prompt values));
     metrics without any spread are left out (they stay at their means).
@@ -166,7 +173,7 @@ def replicate_trajectories(
         se, dof = parametric_scale(mu, stds.get(name), cis.get(name), n_seeds)
         fill = ~have & (se > 0) & np.isfinite(mu)
         if fill.any():
-            rep[:, fill] = mu[fill] + correlated_t(rng, n_boot, dof)[:, fill] * se[fill]
+            rep[:, fill] = mu[fill] + correlated_t(rng, n_boot, dof, correlated)[:, fill] * se[fill]
             used.append("parametric")
         if used:
             reps[name], method[name] = rep, " + ".join(used)

@@ -47,6 +47,10 @@ INTERVAL_KIND = {
     "co_emergence_lag": "basic",
 }
 
+# Contrasts between checkpoints (a maximum against the rest, a ratio of two): without
+# per-prompt values their replicates come from independent draws (bootstrap.correlated_t).
+CONTRASTS = ("peak_er", "er_decay", "sa_decay")
+
 # Statistics that presuppose emergence (null, with the reason, when the ER
 # trajectory is labelled "no emergence"); the zero crossing also needs a valley.
 NEEDS_EMERGENCE = ("half_max_step", "half_max_step_interp", "half_max_tokens", "half_max_tokens_interp",
@@ -225,12 +229,19 @@ def model_statistics(table: pd.DataFrame, cfg: dict | None = None, samples: dict
     null: dict = {}
     skipped: dict = {}
 
-    def need(name, *cols, any_of=False):
+    min_n = int(cfg["min_checkpoints"])
+
+    def need(name, *cols, any_of=False, trajectory=False):
         have = [c for c in cols if c in m and np.isfinite(m[c]).any()]
         ok = bool(have) if any_of else len(have) == len(cols)
         if not ok:
             missing = [c for c in cols if c not in have]
             skipped[name] = ("needs one of the columns " if any_of else "needs the column(s) ") + ", ".join(missing)
+        elif trajectory:
+            k = int(np.isfinite(m[cols[0]]).sum())
+            if k < min_n:
+                skipped[name] = f"{cols[0]} is measured at {k} checkpoint(s); a trajectory needs at least {min_n}"
+                return False
         return ok
 
     # replicate trajectories: per-prompt values where the results kept them
@@ -238,17 +249,17 @@ def model_statistics(table: pd.DataFrame, cfg: dict | None = None, samples: dict
     reps, rep_method = replicate_trajectories(m, tr.stds, tr.cis, smp, n_boot=cfg["bootstrap"],
                                               seed=cfg["seed"], n_seeds=cfg["n_seeds"])
     point = bootstrapped(tr.steps, m)
-    draws: dict[str, list] = {}
-    if reps:
-        for b in range(int(cfg["bootstrap"])):
-            rep = {k: (reps[k][b] if k in reps else v) for k, v in m.items()}
-            for key, val in bootstrapped(tr.steps, rep).items():
-                draws.setdefault(key, []).append(np.nan if val is None else float(val))
+    draws = _replicate_statistics(tr.steps, m, reps)
+    if any("parametric" in v for v in rep_method.values()):
+        # without per-prompt values: contrasts from independent draws (bootstrap.correlated_t)
+        ind, _ = replicate_trajectories(m, tr.stds, tr.cis, smp, n_boot=cfg["bootstrap"],
+                                        seed=cfg["seed"] + 1, n_seeds=cfg["n_seeds"], correlated=False)
+        draws.update({k: v for k, v in _replicate_statistics(tr.steps, m, ind).items() if k in CONTRASTS})
     intervals = {key: interval(point.get(key), draws[key], INTERVAL_KIND.get(key, "percentile"))
                  for key in point if key in draws}
 
     emerging = valley = None
-    if need("emergence", "error_reduction"):
+    if need("emergence", "error_reduction", trajectory=True):
         s, er = _finite(tr.steps, m["error_reduction"])
         er_ci = _checkpoint_ci(tr, "error_reduction", reps)
         st["error_reduction_ci"] = None if er_ci is None else {
@@ -284,7 +295,7 @@ def model_statistics(table: pd.DataFrame, cfg: dict | None = None, samples: dict
         st["er_decay"] = lifecycle.er_decay(er)
         if need("heldout_change", *lifecycle.HELDOUT_METRICS, any_of=True):
             st["heldout_change"] = lifecycle.heldout_change(tr.steps, pk["peak_step"], m, tr.revisions)
-    if need("sa_decay", "sign_agreement"):
+    if need("sa_decay", "sign_agreement", trajectory=True):
         s, sa = _finite(tr.steps, m["sign_agreement"])
         st["sa_decay"] = lifecycle.sa_decay(sa)
         st["sa_max"], st["sa_final"], st["sa_final_step"] = float(sa.max()), float(sa[-1]), float(s[-1])
@@ -298,7 +309,7 @@ def model_statistics(table: pd.DataFrame, cfg: dict | None = None, samples: dict
     if need("contraction", "total_contraction", "rho2_per_layer", "geometric_fit_r2", any_of=True):
         st["contraction"] = contraction.contraction_summary(
             tr.steps, m.get("total_contraction"), m.get("rho2_per_layer"), m.get("geometric_fit_r2"))
-    if need("sinks", "late_early_ratio"):
+    if need("sinks", "late_early_ratio", trajectory=True):
         s, r = _finite(tr.steps, m["late_early_ratio"])
         st["sinks"] = coemergence.sink_trajectory(s, r)
         st["sink_half_rise_step"] = st["sinks"]["half_rise"]["interpolated"]
@@ -336,6 +347,19 @@ def model_statistics(table: pd.DataFrame, cfg: dict | None = None, samples: dict
         "skipped": skipped,
         "checkpoints": _used(tr, cols),
     }
+
+
+def _replicate_statistics(steps, m: dict, reps: dict) -> dict[str, list]:
+    """name -> [value per replicate] of ``bootstrapped`` over replicate trajectories."""
+    draws: dict[str, list] = {}
+    if not reps:
+        return draws
+    n = next(iter(reps.values())).shape[0]
+    for b in range(n):
+        rep = {k: (reps[k][b] if k in reps else v) for k, v in m.items()}
+        for key, val in bootstrapped(steps, rep).items():
+            draws.setdefault(key, []).append(np.nan if val is None else float(val))
+    return draws
 
 
 def _json_list(a) -> list:
