@@ -15,7 +15,7 @@ It also counts label decisions on trajectories where the answer is known: a
 flat sign agreement (true sa_decay = 0) called "direction decays", and pure
 noise (true ER = 0 everywhere) called emerging.
 
-    python benchmarks/coverage.py --sims 400            # the table in docs/statistics.md
+    python benchmarks/coverage.py --sims 400            # the table in docs/metrics.md ("Coverage")
     python benchmarks/coverage.py --sims 60 --boot 300  # a quick look
 
 Prints a Markdown table; ``--json FILE`` also writes the numbers.

@@ -187,9 +187,9 @@ def aggregate_suite(model_dirs, out_dir, stats_cfg: dict | None = None) -> dict:
 
     model_dirs: folders already aggregated by ``aggregate_model`` (table.csv,
     layers.csv, stats.json, qc.json); out_dir: where to write qc.csv,
-    summary.csv, forecast.json and ``{figure}.png``/``.pdf`` for every figure in
-    ``icl_probe.plotting.FIGURES``. Returns paths by name; "figures" maps a
-    figure name to {"paths": [png, pdf], "caption": text}.
+    summary.csv, forecast.json and ``{figure}.png``/``.pdf``/``.rst`` (caption) for
+    every figure in ``icl_probe.plotting.FIGURES``. Returns paths by name; "figures"
+    maps a figure name to {"paths": [png, pdf], "caption": text, "caption_file": rst}.
     """
     cfg = settings(stats_cfg)
     models = [_load_model_dir(d) for d in model_dirs]
@@ -367,7 +367,9 @@ def aggregate_table(table_csv, out_dir, stats_cfg: dict | None = None, figures: 
     table_csv: one row per (model, step), read by ``read_metric_table`` (which
     columns it takes, which it ignores with a note, and its errors). Runs the
     table QC checks (identical metric vectors, infinite and missing values,
-    duplicate steps; weight and missing-checkpoint checks need a manifest), then
+    duplicate steps; weight and missing-checkpoint checks need a manifest; with
+    no manifest to name aliases, ``main`` is taken as the final step and, for a
+    model or suite named "pythia", ``step1`` as ``step0``: ``qc.alias_canonical``), then
     the statistics of every model not excluded (a partly measured one included);
     statistics whose columns are absent are listed under ``skipped``. Writes to
     out_dir: stats.json ({"models": {model: <as a model's stats.json>}, "notes":

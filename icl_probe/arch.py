@@ -2,8 +2,8 @@
 
 Everything the lens and the probes need to know about a model family lives in
 :data:`ARCHITECTURES`: the backbone (the module that runs the blocks), the final
-norm, the block list and the token embedding, as dotted attribute paths from the
-``*ForCausalLM`` model. The output head is always ``model.get_output_embeddings()``.
+norm and the block list, as dotted attribute paths from the ``*ForCausalLM``
+model. The output head is always ``model.get_output_embeddings()``.
 An unknown ``model_type`` is a loud error, never a silent skip.
 """
 
@@ -21,14 +21,13 @@ class ArchSpec:
     backbone: str  # the base model: runs embedding, blocks and final norm
     final_norm: str  # applied to the residual stream just before the head
     blocks: str  # nn.ModuleList of transformer blocks, in order
-    embedding: str  # token embedding (nn.Embedding)
 
 
 ARCHITECTURES: dict[str, ArchSpec] = {
-    "gpt_neox": ArchSpec("gpt_neox", "gpt_neox.final_layer_norm", "gpt_neox.layers", "gpt_neox.embed_in"),
-    "olmo2": ArchSpec("model", "model.norm", "model.layers", "model.embed_tokens"),
-    "llama": ArchSpec("model", "model.norm", "model.layers", "model.embed_tokens"),
-    "gpt2": ArchSpec("transformer", "transformer.ln_f", "transformer.h", "transformer.wte"),
+    "gpt_neox": ArchSpec("gpt_neox", "gpt_neox.final_layer_norm", "gpt_neox.layers"),
+    "olmo2": ArchSpec("model", "model.norm", "model.layers"),
+    "llama": ArchSpec("model", "model.norm", "model.layers"),
+    "gpt2": ArchSpec("transformer", "transformer.ln_f", "transformer.h"),
 }
 
 
@@ -51,7 +50,6 @@ class ModelParts:
     backbone: nn.Module
     final_norm: nn.Module
     blocks: nn.ModuleList
-    embedding: nn.Module
     head: nn.Module
 
     @property
@@ -66,16 +64,16 @@ def arch_spec(model: nn.Module) -> ArchSpec:
         raise UnsupportedArchitectureError(
             f"{type(model).__name__} (model_type={model_type!r}) is not supported by the logit lens; "
             f"supported model_type values: {', '.join(sorted(ARCHITECTURES))}. "
-            "Add its final norm, blocks and embedding to icl_probe.arch.ARCHITECTURES."
+            "Add its backbone, final norm and blocks to icl_probe.arch.ARCHITECTURES."
         )
     return ARCHITECTURES[model_type]
 
 
 def model_parts(model: nn.Module) -> ModelParts:
-    """Resolve the backbone, final norm, blocks, embedding and head of ``model``."""
+    """Resolve the backbone, final norm, blocks and head of ``model``."""
     spec = arch_spec(model)
     try:
-        parts = {f: _get(model, getattr(spec, f)) for f in ("backbone", "final_norm", "blocks", "embedding")}
+        parts = {f: _get(model, getattr(spec, f)) for f in ("backbone", "final_norm", "blocks")}
     except AttributeError as e:
         raise UnsupportedArchitectureError(
             f"{type(model).__name__} (model_type={model.config.model_type!r}): cannot find a module "

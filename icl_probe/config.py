@@ -14,7 +14,6 @@ from typing import Any
 import yaml
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
-PROBES = ("gd_readout", "induction", "attention_sinks", "associative_recall")
 
 
 class ConfigError(ValueError):

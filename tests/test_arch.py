@@ -15,7 +15,6 @@ def test_parts_found(model_type):
     assert parts.model_type == model_type
     assert parts.n_layers == 3
     assert parts.head is model.get_output_embeddings()
-    assert parts.embedding is model.get_input_embeddings()
     if model_type in FINAL_NORM:
         assert isinstance(parts.final_norm, FINAL_NORM[model_type])
     else:

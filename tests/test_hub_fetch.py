@@ -1,8 +1,10 @@
-"""Fetching checkpoints through the local Hub stand-in: faults, hashes, disk, loading, release."""
+"""Fetching checkpoints through the local Hub stand-in: faults, hashes, disk, loading, and deleting
+the fetch folder afterwards as the workflow does (the fetch rule's output is ``temp()``)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections import namedtuple
 from pathlib import Path
 
@@ -19,10 +21,11 @@ from icl_probe.hub.errors import (
     InsufficientDiskError,
     RevisionNotFoundError,
 )
-from icl_probe.hub.fetch import dir_size, fetch_checkpoint, fetch_tokenizer, release_checkpoint
-from icl_probe.hub.resolve import probe_revisions, resolve_model
+from icl_probe.hub.fetch import dir_size, fetch_checkpoint
+from icl_probe.hub.resolve import resolve_model
 from icl_probe.hub.testing import serve_hub
 from icl_probe.io import write_json
+from icl_probe.stats.table import probed_revisions
 
 REPO = "EleutherAI/pythia-tiny"
 GATED = "acme/gated-tiny"
@@ -162,7 +165,7 @@ def test_not_enough_disk_is_checked_before_downloading(hub, manifest, tmp_path, 
 
 
 def test_duplicates_are_never_fetched(hub, manifest, tmp_path):
-    assert "step8" not in probe_revisions(manifest)
+    assert "step8" not in [e["revision"] for e in probed_revisions(manifest)]
     with pytest.raises(DuplicateCheckpointError, match="step512"):
         fetch_checkpoint(manifest, "step8", tmp_path / "step8")
     assert hub.count(contains="/resolve/") == 0
@@ -182,14 +185,12 @@ def test_gated_repo_fetch_needs_a_token(hub, tmp_path):
     fetch_checkpoint(m, "step0", tmp_path / "g", token="hf_ok")
 
 
-def test_tokenizer_fetched_once_and_loadable(hub, manifest, tmp_path):
-    from transformers import AutoTokenizer
-
-    tok = fetch_tokenizer(manifest, tmp_path / "tokenizer")
-    t = AutoTokenizer.from_pretrained(tok["repo_id"], revision=tok["revision"], cache_dir=tok["cache_dir"],
-                                      local_files_only=True)
-    assert t.eos_token == "<|endoftext|>"
-    assert not list((tmp_path / "tokenizer").rglob("*.safetensors"))  # no weights
+def _delete_fetch_folder(dest: Path) -> int:
+    """What the workflow does once a checkpoint's probe job has run: the fetch rule's output is
+    ``temp(directory(...))`` (rules/fetch.smk), so Snakemake deletes the whole folder. Returns its bytes."""
+    size = dir_size(dest)
+    shutil.rmtree(dest)
+    return size
 
 
 def test_local_source_fetch_is_a_no_op(hub_root, tmp_path):
@@ -198,32 +199,34 @@ def test_local_source_fetch_is_a_no_op(hub_root, tmp_path):
     before = dir_size(root)
     rec = fetch_checkpoint(m, "step0", tmp_path / "step0")
     assert rec["cache_dir"] == str(root) and rec["local"] is True
-    assert release_checkpoint(tmp_path / "step0") == 0
-    assert dir_size(root) == before
-    assert not list((tmp_path / "step0").glob("models--*"))
+    assert [p.name for p in (tmp_path / "step0").rglob("*")] == ["fetched.json"]  # nothing copied
+    _delete_fetch_folder(tmp_path / "step0")
+    assert dir_size(root) == before  # the local cache's files are not the fetch folder's to delete
 
 
 def test_sweep_disk_stays_below_two_checkpoints(hub, hub_root, manifest, tmp_path):
-    """Fetch -> load ("probe") -> write a result -> release, over every probed checkpoint."""
+    """Fetch -> load ("probe") -> write a result -> delete the fetch folder (the workflow's temp()),
+    over every probed checkpoint: everything fetched lies inside that folder, so nothing stays behind."""
     from transformers import AutoModelForCausalLM
 
     root, commits = hub_root
-    one = max(checkpoint_bytes(root, REPO, commits[r]) for r in probe_revisions(manifest))
+    revisions = [e["revision"] for e in probed_revisions(manifest)]
+    assert "step8" not in revisions  # the duplicate is not fetched
+    one = max(checkpoint_bytes(root, REPO, commits[r]) for r in revisions)
     resources, results = tmp_path / "resources", tmp_path / "results"
     peak = 0
-    for rev in probe_revisions(manifest):
+    for rev in revisions:
         dest = resources / rev
         rec = fetch_checkpoint(manifest, rev, dest)
         model = AutoModelForCausalLM.from_pretrained(REPO, revision=rev, cache_dir=rec["cache_dir"],
                                                      local_files_only=True)
         write_json(results / rev / "probe.json", {"n_params": sum(p.numel() for p in model.parameters())})
         peak = max(peak, dir_size(resources) + dir_size(results))
-        freed = release_checkpoint(dest)
-        assert freed >= checkpoint_bytes(root, REPO, commits[rev])
-        assert not list(dest.glob("models--*")) and (dest / "fetched.json").exists()
+        freed = _delete_fetch_folder(dest)
+        assert freed >= checkpoint_bytes(root, REPO, commits[rev])  # the weights were in the folder
     assert peak < 2 * one + dir_size(results)
-    remaining = [p.name for p in resources.rglob("*") if p.is_file()]
-    assert set(remaining) == {"fetched.json"}  # only the records remain
+    remaining = [str(p.relative_to(resources)) for p in resources.rglob("*") if p.is_file()]
+    assert remaining == []  # nothing was fetched outside the checkpoints' own folders
 
 
 def _bin_repo(root, repo, malicious: bool):

@@ -14,9 +14,10 @@ from icl_probe.hub.errors import (
     RepoNotFoundError,
     RevisionNotFoundError,
 )
-from icl_probe.hub.resolve import flag_duplicates, probe_revisions, resolve_model
+from icl_probe.hub.resolve import flag_duplicates, resolve_model
 from icl_probe.hub.suites import PYTHIA_TOKENS_PER_STEP
 from icl_probe.hub.testing import serve_hub
+from icl_probe.stats.table import probed_revisions
 
 PYTHIA = "EleutherAI/pythia-tiny"
 OLMO = "allenai/OLMo-2-tiny"
@@ -74,7 +75,7 @@ def test_pythia_style_repo_over_http(hub, hub_root, tmp_path):
     assert revs["step1"]["alias_of"] == "step0" and revs["step1"]["duplicate_of"] is None
     assert revs["step8"]["duplicate_of"] == "step512"
     assert revs["step512"]["duplicate_of"] is None
-    assert probe_revisions(m) == ["step0", "step1", "step2", "step512", "step1000"]
+    assert [e["revision"] for e in probed_revisions(m)] == ["step0", "step1", "step2", "step512", "step1000"]
     assert m["tokenizer"]["revision"] == "step1000"
     assert {f["path"] for f in m["tokenizer"]["files"]} >= {"tokenizer.json", "tokenizer_config.json"}
     # resolving downloads nothing: only refs and trees were read

@@ -125,6 +125,7 @@ def test_concurrent_prompt_jobs_share_one_tokenizer_cache(hub_with_digit_tokeniz
     assert not list(outs[-1].parent.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_parallel_workflow_run_left_every_shared_file_whole(default_workflow):
     """The default run (``--cores 2``: two builds, then two probe jobs at a time, sharing the suite
     cache and each model's prompt file) leaves no temporary file and no JSON that does not parse."""

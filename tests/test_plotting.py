@@ -131,3 +131,22 @@ def test_contraction_shows_the_deepest_clean_model(tmp_path):
     assert "checkpoints of deep." in caption
     _, caption = plot_contraction([with_layers("a", 2, [flagged]), with_layers("b", 4, [flagged])], tmp_path)
     assert "checkpoints of b." in caption
+
+
+def test_draw_all_writes_each_caption_as_rst_that_renders_as_the_caption(tmp_path):
+    """The report shows {name}.rst: docutils must render it back to the caption's words, even
+    for model names and formulas with reStructuredText markup characters in them."""
+    import html
+    import re
+
+    from docutils.core import publish_parts
+
+    odd = model("pythia_*x*|1|", issues=[{"reason": "missing checkpoints", "revisions": ["step10"]}])
+    out = draw_all([model("a"), odd], tmp_path)
+    for name in FIGURES:
+        path = out[name]["caption_file"]
+        assert path == tmp_path / f"{name}.rst"
+        body = publish_parts(path.read_text(), writer="html",
+                             settings_overrides={"report_level": 5})["body"]
+        assert body.count("<p>") == 1, body  # one paragraph, no other markup
+        assert html.unescape(re.sub(r"<[^>]+>", "", body)).split() == out[name]["caption"].split()

@@ -71,13 +71,14 @@ def test_rates_and_curvature():
     assert m["curvature_corr"] == pytest.approx(np.corrcoef([1.0, 4.0, 2.0], rho)[0, 1])
     # pooled log-linear slope of log|r| = log c_p + l log rho_p is mean(log rho_p)
     assert m["rho_obs"] == pytest.approx(np.exp(np.log(rho).mean()))
-    l = np.repeat(np.arange(L), 3)
-    slope = np.polyfit(r[:-1].ravel(), np.diff(y_hat, axis=0).ravel(), 1)[0]
+    slope = np.polyfit(r[:-1].ravel(), np.diff(y_hat, axis=0).ravel(), 1)[0]  # all L x P = 12 (l, p)
     assert m["slope_alpha"] == pytest.approx(slope)
+    assert m["rho_pred"] == pytest.approx(1 - slope)
     assert m["rate_rel_error"] == pytest.approx(abs(1 - slope - m["rho_obs"]) / m["rho_obs"])
     assert m["depth_rho"] == pytest.approx(
         stats.spearmanr(np.repeat(np.arange(L + 1), 3), -np.abs(r).ravel()).statistic)
-    assert l.size == 12
+    # mean_err[l] = mean over prompts of c_p rho_p^l, for l = 0 (embedding) .. L
+    np.testing.assert_allclose(m["mean_err"], (c[None, :] * rho[None, :] ** np.arange(L + 1)[:, None]).mean(axis=1))
 
 
 def test_log_fit_skips_exact_answers():

@@ -151,6 +151,47 @@ def test_step0_step1_alias_only_for_pythia():
     assert qc.duplicate_weights(None, {"step0": "A", "step1": "A"}, canon)[0]["revisions"] == ["step0", "step1"]
 
 
+def _alias_manifest(suite, model, step1_alias_of):
+    """step0, step1, step2, step4 of one model, as the resolver writes them."""
+    return {"suite": suite, "model": model, "repo_id": f"acme/{model}", "revisions": [
+        {"revision": r, "step": s, "duplicate_of": None, "alias_of": step1_alias_of if r == "step1" else None}
+        for r, s in (("step0", 0), ("step1", 1), ("step2", 2), ("step4", 4))]}
+
+
+def _alias_table(suite, model):
+    """step1 and step2 repeat step0's whole metric vector (step1 shares step0's weights)."""
+    cols = full_precision(4, n_cols=4)
+    for m in cols:
+        cols[m][[1, 2]] = cols[m][0]
+    return table(["step0", "step1", "step2", "step4"], [0, 1, 2, 4], **cols).assign(suite=suite, model=model)
+
+
+FPS = {"step0": "A", "step1": "A", "step2": "B", "step4": "C"}  # step1 serves step0's weights
+
+
+def test_manifest_alias_of_is_an_alias_whatever_the_model_is_called():
+    manifest = _alias_manifest("acme", "tiny-lm", "step0")  # no "pythia" anywhere in the names
+    assert qc.manifest_canonical(manifest) == {"step0": "step0", "step1": "step0", "step2": "step2", "step4": "step4"}
+    # step0 = step1 counted once: no duplicate weights, and only 2 distinct checkpoints repeat a vector
+    assert qc.run_qc(_alias_table("acme", "tiny-lm"), manifest, FPS) == []
+    # the same manifest without alias_of: the shared weights are a duplicate, three checkpoints repeat
+    issues = qc.run_qc(_alias_table("acme", "tiny-lm"), _alias_manifest("acme", "tiny-lm", None), FPS)
+    assert {(i["reason"], tuple(i["revisions"])) for i in issues} == {
+        ("duplicate weights", ("step0", "step1")),
+        ("identical metrics at 3 checkpoints", ("step0", "step1", "step2"))}
+
+
+def test_pythia_named_model_without_alias_of_in_its_manifest_is_flagged():
+    manifest = _alias_manifest("pythia", "pythia-160m", None)
+    assert qc.manifest_canonical(manifest)["step1"] == "step1"  # the name is not read
+    issues = qc.run_qc(_alias_table("pythia", "pythia-160m"), manifest, FPS)
+    assert {"kind": "excluded", "reason": "duplicate weights", "revisions": ["step0", "step1"]} in issues
+    assert qc.is_excluded(issues)
+    # a table without a manifest (icl-probe aggregate --table) still guesses the alias from the name
+    assert qc.run_qc(_alias_table("pythia", "pythia-160m")) == []
+    assert [i["revisions"] for i in qc.run_qc(_alias_table("acme", "tiny-lm"))] == [["step0", "step1", "step2"]]
+
+
 def test_missing_checkpoints():
     present = {"step0": {"gd_readout", "induction"}, "step1": {"gd_readout"}}
     issues = qc.missing_checkpoints(["step0", "step1", "step2"], present)

@@ -1,4 +1,4 @@
-"""Fetch one checkpoint (config + weights) for probing, verify it, and release it afterwards.
+"""Fetch one checkpoint (config + weights) for probing and verify it.
 
 Layout: each checkpoint is downloaded into its own Hub cache, ``dest_dir`` itself
 (``<dest_dir>/models--<org>--<name>/{blobs,snapshots/<commit>,refs/<revision>}``), so
@@ -8,12 +8,14 @@ Layout: each checkpoint is downloaded into its own Hub cache, ``dest_dir`` itsel
     AutoTokenizer.from_pretrained(repo_id, revision=revision, cache_dir=dest_dir,
                                   local_files_only=True)
 
-load exactly the fetched files, and :func:`release_checkpoint` bounds disk use by deleting them.
+load exactly the fetched files. Everything a fetch writes is under ``dest_dir``, so deleting
+that folder frees the checkpoint: the workflow's ``fetch`` rule declares it ``temp()``
+(rules/fetch.smk) and Snakemake removes it once the checkpoint's probe job is done, which
+bounds a sweep's disk use by the checkpoints in flight.
 By default the revision's tokenizer files (a few MB against GBs of weights) come along, so one
-cache serves both loads; ``with_tokenizer=False`` leaves them out for a workflow that fetches
-the tokenizer once per model with :func:`fetch_tokenizer`. ``<dest_dir>/fetched.json`` records
-where everything is. Local sources (a Hub cache on disk, e.g. the mini-suite) are not copied:
-fetching only checks the files and points at them.
+cache serves both loads; ``with_tokenizer=False`` leaves them out (config and weights only).
+``<dest_dir>/fetched.json`` records where everything is. Local sources (a Hub cache on disk, e.g.
+the mini-suite) are not copied: fetching only checks the files and points at them.
 
 Safety and robustness:
 - only config, generation config, the shard index and the weights are downloaded; safetensors
@@ -307,54 +309,3 @@ def fetch_checkpoint(
     write_json(dest_dir / FETCHED_NAME, record)
     return record
 
-
-def fetch_tokenizer(
-    manifest: dict | str | os.PathLike,
-    dest_dir: str | os.PathLike,
-    *,
-    endpoint: str | None = None,
-    token: str | bool | None = None,
-    attempts: int = 5,
-    backoff_s: float = 1.0,
-) -> dict:
-    """Fetch the tokenizer files (once per model) into the Hub cache ``dest_dir``; return where to load them.
-
-    Returns ``{"repo_id", "revision", "cache_dir"}``: load with ``AutoTokenizer.from_pretrained(repo_id,
-    revision=revision, cache_dir=cache_dir, local_files_only=True)``. Local sources: no copy.
-    """
-    manifest = load_manifest(manifest)
-    repo_id = validate_repo_id(manifest["repo_id"])
-    tok = manifest.get("tokenizer")
-    if not tok:
-        raise CheckpointSourceError(f"the manifest of {repo_id} names no tokenizer revision")
-    if manifest["source"] == "local":
-        return {"repo_id": repo_id, "revision": tok["revision"], "cache_dir": manifest["cache_dir"]}
-    cache_dir = Path(dest_dir)
-    _download_files(repo_id, validate_revision(tok["revision"]), tok["commit"], tok["files"], cache_dir,
-                    endpoint=endpoint or manifest.get("endpoint"), token=token, attempts=attempts,
-                    backoff_s=backoff_s)
-    return {"repo_id": repo_id, "revision": tok["revision"], "cache_dir": str(cache_dir)}
-
-
-def release_checkpoint(dest_dir: str | os.PathLike) -> int:
-    """Delete the files fetched into ``dest_dir``; return the bytes freed.
-
-    Removes only what a fetch writes there (``models--*`` repo folders, ``.locks``,
-    ``CACHEDIR.TAG``) and keeps ``fetched.json``. A no-op for local sources: their files are
-    not ours to delete.
-    """
-    dest_dir = Path(dest_dir)
-    rec_path = dest_dir / FETCHED_NAME
-    if rec_path.is_file() and read_json(rec_path).get("local"):
-        return 0
-    if not dest_dir.is_dir():
-        return 0
-    freed = 0
-    for p in dest_dir.iterdir():
-        if p.name.startswith("models--") or p.name == ".locks":
-            freed += dir_size(p)
-            shutil.rmtree(p)
-        elif p.name == "CACHEDIR.TAG":
-            freed += p.stat().st_size
-            p.unlink()
-    return freed

@@ -104,7 +104,9 @@ def local_branches(cache_dir: str | os.PathLike, repo_id: str) -> dict[str, str]
     if not repo_dir.is_dir():
         raise RepoNotFoundError(
             f"repository {repo_id!r} is not in the local cache {str(cache_dir)!r} "
-            f"(no folder {repo_dir.name}); build it first (mini-suite: `snakemake minisuite`)"
+            f"(no folder {repo_dir.name}); build it first (a mini-suite model: "
+            f"`snakemake --cores 1 {repo_dir}`, or `icl-probe build-minisuite --model "
+            f"{repo_id.split('/')[1]} --cache-dir {cache_dir}`)"
         )
     out = {}
     for ref in sorted((repo_dir / "refs").glob("*")):
@@ -224,7 +226,7 @@ def resolve_model(
     Per revision: ``commit``, ``files`` (weights: path, size, sha256), ``aux_files`` (config and
     shard index: path, size, git oid), ``tokenizer_files`` (same fields), ``format``
     (safetensors | pytorch), ``step``, ``tokens``, ``stage``, ``duplicate_of`` (see :func:`flag_duplicates`) and ``alias_of``. Top level also
-    carries ``tokenizer`` (revision, commit, files) so the tokenizer is fetched once per model.
+    carries ``tokenizer`` (the last revision's name, commit and tokenizer files).
     """
     validate_repo_id(repo_id)
     info = suite_info(suite, repo_id)
@@ -403,7 +405,3 @@ def flag_duplicates(entries: list[dict], aliases: Sequence[tuple[str, str]] = ()
     for b, a in alias_members.items():
         by_rev[b]["duplicate_of"] = by_rev[a]["duplicate_of"]
 
-
-def probe_revisions(manifest: dict) -> list[str]:
-    """The revisions to fetch and probe: the manifest's, minus flagged duplicates, in step order."""
-    return [e["revision"] for e in manifest["revisions"] if not e.get("duplicate_of")]

@@ -1,6 +1,6 @@
 """Checkpoint suites: repos, branch naming schemes, steps and tokens.
 
-Facts from ``shared/spec/checkpoints.md``. Pythia's schedule is computed; OLMo-2's
+Facts in docs/metrics.md, "Checkpoint suites". Pythia's schedule is computed; OLMo-2's
 branch names are never computed (T is rounded and labels have been wrong): they are
 listed from the Hub (or a recorded list) and parsed.
 """

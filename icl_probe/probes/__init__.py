@@ -4,5 +4,3 @@
 fits and the seed/bootstrap aggregation live in ``common``. The model passes that
 produce their input arrays are in :mod:`icl_probe.runner`.
 """
-
-PROBE_NAMES = ("gd_readout", "induction", "attention_sinks", "associative_recall")

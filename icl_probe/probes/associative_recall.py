@@ -1,6 +1,6 @@
 """Associative recall ``k1 v1 ... kn vn kq -> v``: a held-out in-context capability.
 
-Pure functions of arrays (see ``shared/spec/metrics.md``, "Associative recall").
+Pure functions of arrays (see docs/metrics.md, "Associative recall").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Attention sinks: how much attention lands on the first token, per head and layer.
 
-Pure functions of arrays (see ``shared/spec/metrics.md``, "Attention sinks").
+Pure functions of arrays (see docs/metrics.md, "Attention sinks").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """GD readout: does the residual stream move the digit readout toward the least-squares answer?
 
-Pure functions of arrays (see ``shared/spec/metrics.md``, "GD readout").
+Pure functions of arrays (see docs/metrics.md, "GD readout").
 Per layer l = 0..L and prompt p: y_hat[l, p] = sum_d softmax(lens(h_l)[digit ids])_d * d,
 r = y* - y_hat, dy[l, p] = y_hat[l+1, p] - y_hat[l, p].
 """

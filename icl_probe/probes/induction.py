@@ -1,6 +1,6 @@
 """Induction on repeated random tokens: per-layer surprisal, copying accuracy, prefix matching.
 
-Pure functions of arrays (see ``shared/spec/metrics.md``, "Induction"). A sequence
+Pure functions of arrays (see docs/metrics.md, "Induction"). A sequence
 is a block x_0..x_{m-1} repeated once; query positions t = m .. 2m-2 predict
 x_{t+1}. All sequences have the same number of query positions, so a mean of
 per-sequence means is the mean over sequences and positions.

@@ -26,7 +26,7 @@ allow, per metric:
   checkpoints' noise is correlated: crossings are drawn with a common
   component whose weight is drawn per replicate, contrasts independently
   (``correlated_t``). The coverage table in
-  docs/statistics.md gives what each path achieves.
+  docs/metrics.md ("Coverage") gives what each path achieves.
 
 ``interval`` turns replicate values of a statistic into an interval: the
 percentile interval, or the *basic* (reflected) one 2 x estimate - quantiles,

@@ -1,14 +1,17 @@
 """Quality control of one model's trajectory: which checkpoints cannot be trusted.
 
 Every check returns a list of issues ``{"kind": str, "reason": str, "revisions": [str]}``
-(../shared/spec/metrics.md, "Quality control"). ``kind`` is one of
+(docs/metrics.md, "Quality control"). ``kind`` is one of
 
 - ``"excluded"``: the model is excluded from statistics (its raw results stay on
   disk). Exclusion happens iff some issue has this kind (``is_excluded``):
 
   - duplicate weights: two revisions resolve to the same weight files (manifest
-    ``duplicate_of``, or equal weight sha256 fingerprints), other than the
-    documented aliases: ``main`` and the final step, Pythia ``step0`` and ``step1``;
+    ``duplicate_of``, or equal weight sha256 fingerprints), other than aliases:
+    ``main`` and the final step, and a revision whose manifest entry
+    has ``alias_of`` (the resolver sets it for documented pairs, Pythia's ``step1``
+    of ``step0``); only a table without a manifest (``icl-probe aggregate
+    --table``) has Pythia's ``step1`` -> ``step0`` guessed from the name;
   - identical metrics: three or more checkpoints (aliases counted once) repeat a
     whole metric vector of several non-trivial metrics, probably one revision
     loaded several times (``identical_metric_vectors`` says exactly when);
@@ -100,6 +103,7 @@ def metric_columns(table: pd.DataFrame) -> list[str]:
 
 
 def is_pythia(suite: str | None, model: str | None, repo_id: str | None = None) -> bool:
+    """Whether a name says Pythia: used only for tables without a manifest (``alias_canonical``)."""
     return any("pythia" in (x or "").lower() for x in (suite, model, repo_id))
 
 
@@ -107,6 +111,9 @@ def alias_canonical(revisions: list[tuple[str, int]], pythia: bool) -> dict[str,
     """revision -> the name it is counted as: ``main`` -> the final step's revision,
     Pythia ``step1`` -> ``step0`` (when present); everything else -> itself.
 
+    The name-based guess for a table without a manifest (``icl-probe aggregate
+    --table``), where ``pythia`` comes from ``is_pythia``; with a manifest,
+    ``manifest_canonical`` reads the aliases from its ``alias_of`` fields instead.
     revisions: (name, step) pairs.
     """
     names = {r for r, _ in revisions}
@@ -119,11 +126,30 @@ def alias_canonical(revisions: list[tuple[str, int]], pythia: bool) -> dict[str,
     return canon
 
 
+def manifest_canonical(manifest: dict) -> dict[str, str]:
+    """revision -> the name it is counted as, from the manifest: a revision whose
+    ``alias_of`` names another revision is counted as that one (followed through
+    chains), ``main`` as the final step's revision (the documented alias, as in
+    ``alias_canonical``); everything else -> itself. No guess from the model's name."""
+    entries = manifest.get("revisions", [])
+    canon = alias_canonical([(e["revision"], e.get("step")) for e in entries], pythia=False)
+    alias_of = {e["revision"]: e["alias_of"] for e in entries
+                if e.get("alias_of") and e["alias_of"] != e["revision"]}
+    for rev in alias_of:
+        seen, target = {rev}, alias_of[rev]
+        while target in alias_of and alias_of[target] not in seen:  # a chain; a cycle stops
+            seen.add(target)
+            target = alias_of[target]
+        canon[rev] = canon.get(target, target)
+    return canon
+
+
 def duplicate_weights(manifest: dict | None, fingerprints: dict[str, str], canon: dict[str, str]) -> list[dict]:
     """Revisions sharing weights, aliases excepted (kind "excluded").
 
     manifest: dict with ``revisions`` entries (``duplicate_of``) or None;
-    fingerprints: revision -> weight fingerprint; canon: ``alias_canonical``.
+    fingerprints: revision -> weight fingerprint; canon: ``manifest_canonical`` or
+    ``alias_canonical``.
     """
     c = lambda r: canon.get(r, r)  # noqa: E731
     groups: dict[str, set] = defaultdict(set)
@@ -266,8 +292,8 @@ def _fmt_step(s) -> str:
 
 def duplicate_steps(table: pd.DataFrame, canon: dict[str, str] | None = None) -> list[dict]:
     """Two or more rows with the same step that are not aliases of each other (after
-    ``alias_canonical``): a "note" issue "duplicate step <s>" naming the revisions,
-    in step order. Only flagged: the statistics keep one row deterministically."""
+    ``manifest_canonical`` / ``alias_canonical``): a "note" issue "duplicate step <s>"
+    naming the revisions, in step order. Only flagged: the statistics keep one row deterministically."""
     if table.empty or "step" not in table:
         return []
     canon = canon or {}
@@ -298,12 +324,20 @@ def run_qc(table: pd.DataFrame, manifest: dict | None = None, fingerprints: dict
            present: dict[str, set] | None = None, probes: list[str] | None = None) -> list[dict]:
     """All checks for one model. Without a manifest only the table checks run
     (identical metric vectors, infinite and missing values, duplicate steps).
-    The result does not depend on the order of the table's rows."""
-    suite = manifest.get("suite") if manifest else (table["suite"].iloc[0] if "suite" in table and len(table) else None)
-    model = manifest.get("model") if manifest else (table["model"].iloc[0] if "model" in table and len(table) else None)
-    pairs = [(e["revision"], e.get("step")) for e in manifest["revisions"]] if manifest else \
-        list(zip(table["revision"], table["step"]))
-    canon = alias_canonical(pairs, is_pythia(suite, model, manifest.get("repo_id") if manifest else None))
+    The result does not depend on the order of the table's rows.
+
+    Aliases (counted as one checkpoint): with a manifest, its ``alias_of`` fields and
+    ``main`` = the final step (``manifest_canonical``), whatever the model is called;
+    without one (``icl-probe aggregate --table``), ``main`` = the final step and, when
+    the suite or model name contains "pythia", ``step1`` = ``step0`` (``alias_canonical``).
+    """
+    if manifest is not None:
+        canon = manifest_canonical(manifest)
+    else:
+        suite = table["suite"].iloc[0] if "suite" in table and len(table) else None
+        model = table["model"].iloc[0] if "model" in table and len(table) else None
+        steps = table["step"] if "step" in table else [None] * len(table)
+        canon = alias_canonical(list(zip(table["revision"], steps)), is_pythia(suite, model))
     if len(table) and "step" in table and "revision" in table:  # row order must not matter
         table = table.sort_values(["step", "revision"], kind="stable").reset_index(drop=True)
     issues = duplicate_weights(manifest, fingerprints or {}, canon)
