@@ -43,3 +43,10 @@ def test_sink_half_rise_and_lag():
     assert coemergence.co_emergence_lag(0.0, 1000.0) is None
     assert coemergence.half_rise(steps, [3.0, 2.0, 1.0, 1.0])["first"] is None
     assert math.isclose(coemergence.half_rise(steps, ratio)["rise"], 2.0)
+
+
+def test_final_total_contraction_is_the_last_measured_one():
+    from icl_probe.stats.contraction import contraction_summary
+
+    out = contraction_summary([0, 10, 100], [1.0, 0.6, float("nan")])
+    assert out["total_contraction_final"] == 0.6 and out["total_contraction_final_step"] == 10.0

@@ -59,7 +59,8 @@ def contraction_summary(steps, total_contraction=None, rho2_per_layer=None,
     total_contraction: (n,) min_l e_l / e_0 (dimensionless; < 1 = surprisal falls
     with depth); rho2_per_layer: (n,) per-layer contraction of the geometric fit
     (NaN where the fit is undefined); geometric_fit_r2: (n,). Returns the final
-    values, the minimum total contraction and its step, the fraction of
+    values (total_contraction at the last checkpoint that measured it, and that
+    step; rho2 at the last checkpoint), the minimum total contraction and its step, the fraction of
     checkpoints with a defined fit, and the median fit R^2 and rho2 over them.
     """
     s = np.asarray(steps, dtype=float)
@@ -70,13 +71,15 @@ def contraction_summary(steps, total_contraction=None, rho2_per_layer=None,
             i = int(np.nanargmin(tc))
             out["total_contraction_min"] = float(tc[i])
             out["total_contraction_min_step"] = float(s[i])
-        out["total_contraction_final"] = float(tc[-1]) if np.isfinite(tc[-1]) else None
+        ok = np.flatnonzero(np.isfinite(tc))
+        out["total_contraction_final"] = float(tc[ok[-1]]) if ok.size else None
+        out["total_contraction_final_step"] = float(s[ok[-1]]) if ok.size else None
     if rho2_per_layer is not None:
         r2 = np.asarray(rho2_per_layer, dtype=float)
         ok = np.isfinite(r2)
         out["fit_defined_frac"] = float(ok.mean()) if r2.size else None
         out["rho2_per_layer_median"] = float(np.median(r2[ok])) if ok.any() else None
-        out["rho2_per_layer_final"] = float(r2[-1]) if ok[-1] else None
+        out["rho2_per_layer_final"] = float(r2[-1]) if ok.size and ok[-1] else None
     if geometric_fit_r2 is not None:
         g = np.asarray(geometric_fit_r2, dtype=float)
         ok = np.isfinite(g)
