@@ -80,3 +80,17 @@ def test_interval_kinds_and_the_bias_estimate():
     assert b["ci"] == pytest.approx([4 - p["ci"][1], 4 - p["ci"][0]])
     assert interval(None, draws)["ci"] is None
     assert interval(2.0, np.array([1.0, np.nan, np.nan]))["ci"] is None  # defined in a third only
+
+
+def test_bias_corrected_interval_shifts_toward_the_estimate():
+    rng = np.random.default_rng(5)
+    draws = rng.normal(1.0, 1.0, 20000)  # replicates centred one sd above the estimate 0
+    bc = interval(0.0, draws, "bc")["ci"]
+    p = interval(0.0, draws, "percentile")["ci"]
+    # z0 = Phi^-1(P(draw < 0)) = -1: the N(1, 1) quantiles at Phi(-2 - 1.96) and Phi(-2 + 1.96),
+    # 1 - 3.96 and 1 - 0.04 (the far tail is estimated from few draws: a wider tolerance)
+    assert bc[0] == pytest.approx(1 - 3.96, abs=0.2) and bc[1] == pytest.approx(1 - 0.04, abs=0.06)
+    assert p == pytest.approx([1 - 1.96, 1 + 1.96], abs=0.06)
+    # no bias: the same as the percentile interval
+    sym = rng.normal(0.0, 1.0, 20000)
+    assert interval(0.0, sym, "bc")["ci"] == pytest.approx(interval(0.0, sym, "percentile")["ci"], abs=0.06)

@@ -186,7 +186,8 @@ def interval(estimate: float | None, draws, kind: str = "percentile", min_define
     estimate: the statistic on the data (None: undefined); draws: (B,) replicate
     values (NaN = undefined in that replicate); kind: "percentile" (the 2.5 and
     97.5 percentiles) or "basic" (2 x estimate minus the 97.5 and 2.5
-    percentiles). Returns {"ci": [lo, hi] or None, "bias": mean(draws) -
+    percentiles) or "bc" (bias-corrected percentile: the quantiles shifted by
+    z0 = Phi^-1(share of replicates below the estimate, ties counted half)). Returns {"ci": [lo, hi] or None, "bias": mean(draws) -
     estimate, "defined_frac", "method", "note"}; no interval when the estimate
     is undefined or fewer than ``min_defined`` of the replicates define it.
     """
@@ -204,6 +205,12 @@ def interval(estimate: float | None, draws, kind: str = "percentile", min_define
     out["bias"] = float(v[ok].mean() - estimate)
     if kind == "basic":
         out["ci"] = [float(2 * estimate - q_hi), float(2 * estimate - q_lo)]
+    elif kind == "bc":
+        w = v[ok]
+        p0 = float(np.mean(w < estimate) + 0.5 * np.mean(w == estimate))
+        z0 = float(sps.norm.ppf(min(max(p0, 1e-3), 1 - 1e-3)))
+        a_lo, a_hi = sps.norm.cdf([2 * z0 - Z975, 2 * z0 + Z975])
+        out["ci"] = [float(np.percentile(w, 100 * a_lo)), float(np.percentile(w, 100 * a_hi))]
     elif kind == "percentile":
         out["ci"] = [float(q_lo), float(q_hi)]
     else:

@@ -40,7 +40,7 @@ DEFAULTS = {
 INTERVAL_KIND = {
     "peak_er": "basic",
     "er_decay": "basic",
-    "sa_decay": "percentile",
+    "sa_decay": "bc",
     "half_max_step_interp": "percentile",
     "zero_crossing_interp": "percentile",
     "sink_half_rise_step": "basic",
