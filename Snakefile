@@ -9,7 +9,11 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
+include: "rules/settings.smk"
 include: "rules/minisuite.smk"
 include: "rules/resolve.smk"
 include: "rules/fetch.smk"
@@ -18,8 +22,19 @@ include: "rules/aggregate.smk"
 include: "rules/figures.smk"
 
 
+# Steps that take seconds run in the snakemake process; a cluster run submits only
+# build_minisuite, fetch and probe.
+localrules:
+    all,
+    settings,
+    resolve,
+    prompts,
+    aggregate,
+    figures,
+
+
 rule all:
+    default_target: True
     input:
         per_model_outputs(),
         figure_outputs(),
-    default_target: True

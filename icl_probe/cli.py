@@ -22,7 +22,10 @@ log = logging.getLogger("icl_probe")
 
 
 def _settings(args) -> dict:
-    """Probe/runtime/stats settings: --settings JSON, else --config FILE, else defaults."""
+    """Probe/runtime/stats settings: --settings-file FILE (the workflow writes it), else
+    --settings JSON, else --config FILE, else defaults."""
+    if getattr(args, "settings_file", None):
+        return read_json(args.settings_file)
     if getattr(args, "settings", None):
         return json.loads(args.settings)
     if getattr(args, "config", None):
@@ -31,15 +34,29 @@ def _settings(args) -> dict:
 
 
 def _stats_settings(args) -> dict:
+    """Stats settings: --stats-settings-file FILE, else --stats-settings JSON, else --config FILE's stats."""
+    if getattr(args, "stats_settings_file", None):
+        return read_json(args.stats_settings_file)
     if getattr(args, "stats_settings", None):
         return json.loads(args.stats_settings)
     return _settings(args)["stats"]
 
 
+def _use_threads(threads: int | None) -> None:
+    """Tell torch how many CPU threads this job has (the rule's ``threads``); None: torch's default."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ConfigError(f"--threads must be at least 1, not {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def cmd_build_minisuite(args) -> None:
     from icl_probe.minisuite.build import build_model
 
-    build_model(args.model, args.cache_dir, seed=args.seed)
+    build_model(args.model, args.cache_dir, seed=args.seed, threads=args.threads)
 
 
 def cmd_resolve(args) -> None:
@@ -93,6 +110,7 @@ def cmd_probe(args) -> None:
     from icl_probe.runner import make_prompts, probe_checkpoint
 
     settings = _settings(args)
+    _use_threads(args.threads)
     meta: dict = {"repo_id": args.model, "step": None, "tokens": None, "suite": None, "model": None}
     provenance: dict = {}
     local_only = args.local_files_only
@@ -168,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True)
     s.add_argument("--cache-dir", required=True)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=1,
+                   help="CPU threads of the training (default 1); the files are byte-identical for the same "
+                        "model, seed and threads")
     s.set_defaults(func=cmd_build_minisuite)
 
     s = sub.add_parser("resolve", help="write a model's manifest of revisions")
@@ -184,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("prompts", help="write a model's prompt sets (once per model)")
     s.add_argument("--manifest", required=True)
+    s.add_argument("--settings-file", help="probe and runtime settings as a JSON file (the workflow's "
+                                           "results/settings/probes.json)")
     s.add_argument("--settings", help="probe and runtime settings as JSON")
     s.add_argument("--config", help="a config.yaml to take settings from")
     s.add_argument("--cache-dir")
@@ -198,8 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prompts", help="prompt file; made from the model's tokenizer if absent")
     s.add_argument("--cache-dir", help="Hugging Face cache folder the checkpoint is in or goes to")
     s.add_argument("--local-files-only", action="store_true", help="never touch the network")
+    s.add_argument("--settings-file", help="probe and runtime settings as a JSON file (the workflow's "
+                                           "results/settings/probes.json)")
     s.add_argument("--settings", help="probe and runtime settings as JSON")
     s.add_argument("--config", help="a config.yaml to take probe and runtime settings from")
+    s.add_argument("--threads", type=int, help="CPU threads torch may use (default: torch's own choice)")
     s.set_defaults(func=cmd_probe)
 
     s = sub.add_parser("aggregate", help="per-model table, statistics and QC")
@@ -207,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--manifest")
     s.add_argument("--table", help="a CSV with one row per (model, step), produced elsewhere")
     s.add_argument("--out")
+    s.add_argument("--stats-settings-file", help="stats settings as a JSON file (the workflow's "
+                                                 "results/settings/stats.json)")
     s.add_argument("--stats-settings", help="stats settings as JSON")
     s.add_argument("--config", help="a config.yaml to take stats settings from")
     s.set_defaults(func=cmd_aggregate)
@@ -214,8 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("figures", help="draw the figures across models")
     s.add_argument("--model-dirs", nargs="+", required=True)
     s.add_argument("--out", required=True)
-    s.add_argument("--stats-settings")
-    s.add_argument("--config")
+    s.add_argument("--stats-settings-file", help="stats settings as a JSON file (the workflow's "
+                                                 "results/settings/stats.json)")
+    s.add_argument("--stats-settings", help="stats settings as JSON")
+    s.add_argument("--config", help="a config.yaml to take stats settings from")
     s.set_defaults(func=cmd_figures)
     return p
 

@@ -5,6 +5,7 @@ rule aggregate:
     input:
         manifest=f"{RESULTS}/{{suite}}/{{model}}/manifest.json",
         results=probe_results,
+        settings=settings_file("stats"),
     output:
         table=f"{RESULTS}/{{suite}}/{{model}}/table.csv",
         parquet=f"{RESULTS}/{{suite}}/{{model}}/table.parquet",
@@ -16,8 +17,7 @@ rule aggregate:
     conda:
         "../envs/icl-probe.yaml"
     params:
-        stats=stats_settings_json,
         model_dir=lambda w: f"{RESULTS}/{w.suite}/{w.model}",
     shell:
         "icl-probe aggregate --model-dir {params.model_dir} --manifest {input.manifest}"
-        " --stats-settings {params.stats:q} > {log} 2>&1"
+        " --stats-settings-file {input.settings} > {log} 2>&1"

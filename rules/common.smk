@@ -1,4 +1,8 @@
-# Config validation and input functions only.
+# Shared by every rule file -- config loading and validation, the constants the rules use
+# (RESULTS, MODELS, PROBES, the planned REVISIONS, paths), wildcard constraints, input and
+# params functions, stale-lock cleanup and the start-up device check, and the job-resource
+# functions (probe_mem_mb, probe_runtime, fetch_disk_mb, fetch_runtime) that scale with
+# each checkpoint's weight size.
 import copy
 import json
 import os
@@ -6,7 +10,13 @@ import os
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from icl_probe.config import ConfigError, device_problem, validate_config, models, model_record
+from icl_probe.config import (
+    ConfigError,
+    device_problem,
+    validate_config,
+    models,
+    model_record,
+)
 from icl_probe.locks import clear_stale_locks, record_owner
 from icl_probe.plan import planned_revisions
 
@@ -33,6 +43,7 @@ wildcard_constraints:
     model="[A-Za-z0-9][A-Za-z0-9_.-]*",
     revision="[A-Za-z0-9][A-Za-z0-9_.-]*",
     name="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    kind="probes|stats",
 
 
 def record(w):
@@ -64,25 +75,43 @@ def built_minisuite(w):
     return f"{MINI_CACHE}/models--mini--{minisuite_name(rec)}"
 
 
-def probe_settings_json(w=None):
-    return json.dumps({"probes": config["probes"], "runtime": config["runtime"]}, sort_keys=True)
+# The settings jobs read, by kind: probes (prompts and probe jobs), stats (aggregate, figures).
+SETTINGS = {
+    "probes": {"probes": config["probes"], "runtime": config["runtime"]},
+    "stats": {
+        **config["stats"],
+        "n_seeds": len(config["probes"]["seeds"]),
+        "probes": PROBES,
+    },
+}
 
 
-def stats_settings_json(w=None):
-    settings = {**config["stats"], "n_seeds": len(config["probes"]["seeds"]), "probes": PROBES}
-    return json.dumps(settings, sort_keys=True)
+def settings_json(w):
+    """The settings of kind ``w.kind`` as sorted JSON: the settings rule's params."""
+    return json.dumps(SETTINGS[w.kind], sort_keys=True)
+
+
+def settings_file(kind):
+    """The settings file of ``kind`` that the settings rule writes (an input of the jobs)."""
+    return f"{RESULTS}/settings/{kind}.json"
 
 
 try:
-    REVISIONS = {(m["suite"], m["model"]): planned_revisions(m, results_dir=RESULTS) for m in MODELS}
+    REVISIONS = {
+        (m["suite"], m["model"]): planned_revisions(m, results_dir=RESULTS)
+        for m in MODELS
+    }
 except (ValueError, OSError) as e:
     raise WorkflowError(f"cannot list the revisions to analyse: {e}") from None
 
 
 def probe_results(w):
     """Every probe result of a model; a duplicate revision's are stubs that name the original."""
-    return [f"{RESULTS}/{w.suite}/{w.model}/{rev}/{probe}.json"
-            for rev in REVISIONS[(w.suite, w.model)] for probe in PROBES]
+    return [
+        f"{RESULTS}/{w.suite}/{w.model}/{rev}/{probe}.json"
+        for rev in REVISIONS[(w.suite, w.model)]
+        for probe in PROBES
+    ]
 
 
 FETCHED = "resources/fetch/{suite}/{model}/{revision}"
@@ -102,8 +131,11 @@ def checkpoint_cache(w):
 
 
 def per_model_outputs():
-    return [f"{RESULTS}/{m['suite']}/{m['model']}/{name}"
-            for m in MODELS for name in ("table.csv", "stats.json", "qc.json")]
+    return [
+        f"{RESULTS}/{m['suite']}/{m['model']}/{name}"
+        for m in MODELS
+        for name in ("table.csv", "stats.json", "qc.json")
+    ]
 
 
 FIGURES = ["emergence", "coemergence", "contraction", "lifecycle", "layer_readout"]

@@ -9,9 +9,11 @@ rule fetch:
         temp(directory(FETCHED)),
     log:
         "logs/{suite}/{model}/{revision}/fetch.log",
+    benchmark:
+        "logs/benchmarks/{suite}/{model}/{revision}/fetch.tsv"
+    retries: 2
     conda:
         "../envs/icl-probe.yaml"
-    retries: 2
     resources:
         mem_mb=2000,
         disk_mb=fetch_disk_mb,

@@ -7,12 +7,14 @@ rule build_minisuite:
         directory(f"{MINI_CACHE}/models--mini--{{name}}"),
     log:
         "logs/minisuite/{name}.log",
+    benchmark:
+        "logs/benchmarks/minisuite/{name}.tsv"
     conda:
         "../envs/icl-probe.yaml"
+    threads: 1
     params:
         cache=lambda w, output: os.path.dirname(output[0]),
         seed=config["minisuite"]["seed"],
-    threads: 1
     shell:
         "icl-probe build-minisuite --model {wildcards.name} --cache-dir {params.cache}"
-        " --seed {params.seed} > {log} 2>&1"
+        " --seed {params.seed} --threads {threads} > {log} 2>&1"

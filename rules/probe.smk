@@ -5,6 +5,7 @@
 rule prompts:
     input:
         manifest=f"{RESULTS}/{{suite}}/{{model}}/manifest.json",
+        settings=settings_file("probes"),
     output:
         f"{RESULTS}/{{suite}}/{{model}}/prompts.json",
     log:
@@ -12,10 +13,9 @@ rule prompts:
     conda:
         "../envs/icl-probe.yaml"
     params:
-        settings=probe_settings_json,
         cache="resources/tokenizers",
     shell:
-        "icl-probe prompts --manifest {input.manifest} --settings {params.settings:q}"
+        "icl-probe prompts --manifest {input.manifest} --settings-file {input.settings}"
         " --cache-dir {params.cache} --out {output} > {log} 2>&1"
 
 
@@ -24,22 +24,24 @@ rule probe:
         manifest=f"{RESULTS}/{{suite}}/{{model}}/manifest.json",
         prompts=f"{RESULTS}/{{suite}}/{{model}}/prompts.json",
         checkpoint=checkpoint_files,
+        settings=settings_file("probes"),
     output:
         [f"{RESULTS}/{{suite}}/{{model}}/{{revision}}/{probe}.json" for probe in PROBES],
     log:
         "logs/{suite}/{model}/{revision}/probe.log",
+    benchmark:
+        "logs/benchmarks/{suite}/{model}/{revision}/probe.tsv"
     conda:
         "../envs/icl-probe.yaml"
-    params:
-        settings=probe_settings_json,
-        out=lambda w: f"{RESULTS}/{w.suite}/{w.model}/{w.revision}",
-        cache=checkpoint_cache,
     threads: 1
     resources:
         mem_mb=probe_mem_mb,
         runtime=probe_runtime,
         gpu=1 if ON_GPU else 0,
+    params:
+        out=lambda w: f"{RESULTS}/{w.suite}/{w.model}/{w.revision}",
+        cache=checkpoint_cache,
     shell:
         "icl-probe probe --manifest {input.manifest} --revision {wildcards.revision}"
-        " --prompts {input.prompts} --cache-dir {params.cache} --settings {params.settings:q}"
-        " --out {params.out} > {log} 2>&1"
+        " --prompts {input.prompts} --cache-dir {params.cache} --settings-file {input.settings}"
+        " --threads {threads} --out {params.out} > {log} 2>&1"

@@ -154,3 +154,15 @@ def default_workflow(tmp_path_factory):
     shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
     run_snakemake(workdir, "--cores", "2")
     return workdir
+
+
+@pytest.fixture(scope="session")
+def minisuite_scenario(default_workflow, tmp_path_factory):
+    """The .test/config_minisuite scenario run to the end, on a copy of the mini-suite that
+    the default run built (so nothing is trained twice)."""
+    from workflow_utils import run_snakemake, scenario_config, workdir_with_minisuite
+
+    workdir = workdir_with_minisuite(tmp_path_factory.mktemp("scenario-minisuite"), default_workflow,
+                                     scenario_config("minisuite"))
+    run_snakemake(workdir, "--cores", "2")
+    return workdir

@@ -44,3 +44,45 @@ def test_probe_of_a_revision_not_in_the_manifest_names_the_ones_it_has(tmp_path,
 def test_aggregate_without_inputs_says_what_it_needs(capsys):
     assert main(["aggregate"]) == 2
     assert "--table FILE.csv --out DIR" in capsys.readouterr().err
+
+
+def test_settings_files_are_read_as_the_json_options_are(tmp_path):
+    """--stats-settings-file FILE (what the workflow passes) gives the table that
+    --stats-settings JSON gives; both take precedence over the defaults."""
+    model_dir = tmp_path / "mini" / "m"
+    write_model(model_dir, "mini", "m", steps=(0, 1, 2, 4, 8))
+    stats = {"bootstrap": 10, "seed": 3}
+    (tmp_path / "stats.json").write_text(json.dumps(stats))
+    manifest = str(model_dir / "manifest.json")
+    assert main(["aggregate", "--model-dir", str(model_dir), "--manifest", manifest,
+                 "--stats-settings-file", str(tmp_path / "stats.json")]) == 0
+    from_file = (model_dir / "stats.json").read_text()
+    assert main(["aggregate", "--model-dir", str(model_dir), "--manifest", manifest,
+                 "--stats-settings", json.dumps(stats)]) == 0
+    assert (model_dir / "stats.json").read_text() == from_file
+
+    from icl_probe.cli import _settings, build_parser
+
+    settings = {"probes": {"enabled": ["induction"]}, "runtime": {"device": "cpu", "dtype": "float32"}}
+    (tmp_path / "probes.json").write_text(json.dumps(settings))
+    args = build_parser().parse_args(["probe", "--revision", "step0", "--out", str(tmp_path / "o"),
+                                      "--settings-file", str(tmp_path / "probes.json")])
+    assert _settings(args) == settings
+
+
+def test_probe_threads_reach_torch_and_a_bad_count_is_refused(tmp_path, capsys):
+    import torch
+
+    from icl_probe.cli import _use_threads
+
+    before = torch.get_num_threads()
+    try:
+        _use_threads(1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    model_dir = tmp_path / "mini" / "m"
+    write_model(model_dir, "mini", "m", steps=(0, 1, 2))
+    code = main(["probe", "--manifest", str(model_dir / "manifest.json"), "--revision", "step0",
+                 "--out", str(tmp_path / "out"), "--threads", "0"])
+    assert code == 2 and "--threads must be at least 1" in capsys.readouterr().err

@@ -32,7 +32,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SLURM_DIR = REPO / "tests" / "slurm"
 PLUGIN = "snakemake-executor-plugin-slurm>=2,<3"
-RULES_ON_SLURM = {"build_minisuite", "resolve", "prompts", "probe", "aggregate", "figures"}
+# the rest (settings, resolve, prompts, aggregate, figures) are localrules: they run in the snakemake process
+RULES_ON_SLURM = {"build_minisuite", "probe"}
 MODEL_DIR = Path("results") / "mini" / "pythia-s"
 IGNORED_KEYS = {"timing", "provenance"}
 

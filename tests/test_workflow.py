@@ -4,16 +4,48 @@ import json
 import math
 import re
 import shutil
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
-from workflow_utils import REPO, run_snakemake
+import yaml
+from workflow_utils import REPO, run_snakemake, scenario_config
+
+FIGURE_NAMES = ("emergence", "coemergence", "contraction", "lifecycle", "layer_readout")
+
+
+def _job_counts(out: str) -> dict[str, int]:
+    """The `job  count` table of a Snakemake (dry) run."""
+    return {k: int(v) for k, v in (line.split() for line in out.splitlines()
+                                   if re.fullmatch(r"\w+\s+\d+", line.strip()))}
 
 
 def test_lint_is_clean(tmp_path):
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     proc = run_snakemake(tmp_path, "--lint")
     assert "Congratulations" in proc.stdout + proc.stderr
+
+
+def test_snakefmt_check_is_clean():
+    files = [REPO / "Snakefile", *sorted((REPO / "rules").glob("*.smk"))]
+    proc = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *map(str, files)],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, f"run `snakefmt Snakefile rules/`:\n{proc.stdout}\n{proc.stderr}"
+
+
+def test_presets_scenario_dry_run_plans_both_suites_offline(tmp_path, monkeypatch):
+    """.test/config_presets: a Pythia and an OLMo-2 suite on recorded branch lists plan every job
+    without the network (an endpoint that refuses connections would fail any Hub call)."""
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    proc = run_snakemake(tmp_path, "-n", "--configfile", str(REPO / ".test" / "config_presets" / "config.yaml"))
+    counts = _job_counts(proc.stdout + proc.stderr)
+    # pythia-14m log:4 + pythia-70m's 3 named branches + olmo2-1b log:5 (stage 1), each fetched and probed
+    assert counts["fetch"] == counts["probe"] == 4 + 3 + 5
+    assert counts["resolve"] == counts["prompts"] == counts["aggregate"] == 3
+    assert counts["settings"] == 2 and counts["figures"] == 1 and "build_minisuite" not in counts
+    assert not (tmp_path / "results").exists()
 
 
 def test_bad_config_fails_before_any_job_with_the_key_named(tmp_path):
@@ -42,8 +74,8 @@ def test_preset_dry_run_builds_the_whole_sweep_offline(tmp_path):
     proc = run_snakemake(tmp_path, "-n", "--configfile", str(REPO / "presets" / "pythia.yaml"))
     out = proc.stdout + proc.stderr
     # nine sizes x 12 log-spaced branches, each fetched and probed; the mini-suite is not merged in
-    counts = dict(line.split() for line in out.splitlines() if re.fullmatch(r"\w+\s+\d+", line.strip()))
-    assert counts["probe"] == counts["fetch"] == "108" and counts["resolve"] == "9"
+    counts = _job_counts(out)
+    assert counts["probe"] == counts["fetch"] == 108 and counts["resolve"] == 9
     assert "build_minisuite" not in out
 
 
@@ -88,3 +120,55 @@ def test_probes_see_what_training_put_in_the_mini_suite(default_workflow, model)
 def test_second_run_has_nothing_to_do(default_workflow):
     proc = run_snakemake(default_workflow, "--cores", "2")
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_unchanged_config_reruns_nothing_and_a_changed_setting_only_what_reads_it(minisuite_scenario, tmp_path):
+    """Settings reach the jobs as results/settings/{probes,stats}.json: a finished run has nothing
+    to do; a changed statistics threshold reruns the aggregates only, a changed probe setting the
+    prompts and probes too."""
+    workdir = minisuite_scenario
+    assert "Nothing to be done" in run_snakemake(workdir, "-n").stdout
+    settings = json.loads((workdir / "results" / "settings" / "stats.json").read_text())
+    assert settings["bootstrap"] == 50 and settings["n_seeds"] == 2
+    probes = json.loads((workdir / "results" / "settings" / "probes.json").read_text())
+    assert probes["probes"]["gd_readout"]["n_prompts"] == 16 and probes["runtime"]["device"] == "cpu"
+
+    def dry_run_with(edit):
+        cfg = scenario_config("minisuite")
+        edit(cfg)
+        path = tmp_path / "changed.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        return _job_counts(run_snakemake(workdir, "-n", "--configfile", str(path)).stdout)
+
+    counts = dry_run_with(lambda cfg: cfg["stats"].update(tau_min=0.2))
+    assert counts == {"settings": 1, "aggregate": 2, "figures": 1, "all": 1, "total": 5}
+    counts = dry_run_with(lambda cfg: cfg["probes"]["gd_readout"].update(n_prompts=12))
+    assert counts == {"settings": 1, "prompts": 2, "probe": 6, "aggregate": 2, "figures": 1, "all": 1, "total": 13}
+
+
+@pytest.mark.slow
+def test_heavy_jobs_write_benchmarks_and_figures_their_captions(minisuite_scenario, default_workflow):
+    bench = minisuite_scenario / "logs" / "benchmarks" / "mini"
+    tsvs = sorted(bench.glob("*/*/probe.tsv"))
+    assert len(tsvs) == 2 * 3
+    header, row = tsvs[0].read_text().splitlines()[:2]
+    assert header.split("\t")[:3] == ["s", "h:m:s", "max_rss"] and float(row.split("\t")[0]) > 0
+    assert len(list((default_workflow / "logs" / "benchmarks" / "minisuite").glob("*.tsv"))) == 3
+    figures = minisuite_scenario / "results" / "figures"
+    for name in FIGURE_NAMES:
+        caption = (figures / f"{name}.rst").read_text()
+        assert len(caption) > 100 and "{{" not in caption, name
+    assert "hollow diamond" in (figures / "emergence.rst").read_text()  # the generated text, not a static one
+
+
+@pytest.mark.slow
+def test_report_opens_with_the_workflow_and_shows_the_generated_captions(minisuite_scenario):
+    proc = run_snakemake(minisuite_scenario, "--report", "report.html")
+    assert "Report created" in proc.stdout + proc.stderr
+    page = (minisuite_scenario / "report.html").read_text()
+    assert "runs four probes" in page and "pythia-s" in page  # report/workflow.rst, with this run's suites
+    for name in FIGURE_NAMES:
+        first_words = " ".join((minisuite_scenario / "results" / "figures" / f"{name}.rst").read_text().split()[:6])
+        assert first_words in page, name
+    assert "snakemake.output" not in page and "System Message" not in page  # every include resolved

@@ -11,7 +11,7 @@ import shutil
 
 import pandas as pd
 import pytest
-from workflow_utils import run_snakemake, small_config
+from workflow_utils import run_snakemake, scenario_config
 
 from icl_probe.hub.testing import serve_hub
 
@@ -28,10 +28,7 @@ def hub_root(default_workflow, tmp_path_factory):
 
 @pytest.mark.slow
 def test_pythia_and_olmo_style_sweeps_run_through_a_hub_over_http(hub_root, tmp_path):
-    cfg = small_config()
-    cfg["suites"] = {"hubmini": {"source": "hub", "branch_list": "live", "models": {
-        "pythia-s": {"repo_id": "mini/pythia-s", "revisions": ["step0", "step500", "step1000", "step2000"]},
-        "olmo2-s": {"repo_id": "mini/olmo2-s", "revisions": "log:3"}}}}
+    cfg = scenario_config("hub")  # .test/config_hub: pythia-s by four named branches, olmo2-s by log:3
     workdir = tmp_path / "work"
     workdir.mkdir()
     (workdir / "config.yaml").write_text(json.dumps(cfg))

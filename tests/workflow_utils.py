@@ -34,19 +34,18 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.C
     return proc
 
 
+def scenario_config(name: str) -> dict:
+    """The test scenario ``.test/config_{name}/config.yaml`` (minisuite, hub, presets)."""
+    with open(REPO / ".test" / f"config_{name}" / "config.yaml") as f:
+        return yaml.safe_load(f)
+
+
 def small_config(models=("pythia-s", "olmo2-s"), revisions="log:3") -> dict:
-    """The default config cut down to a few checkpoints and small prompt sets (fast tests)."""
-    with open(REPO / "config.yaml") as f:
-        cfg = yaml.safe_load(f)
+    """The minisuite test scenario (the default config cut down to a few checkpoints and
+    small prompt sets), optionally with other mini-suite models or revisions."""
+    cfg = scenario_config("minisuite")
     cfg["suites"]["mini"]["models"] = {
         m: {"repo_id": f"mini/{m}", "revisions": revisions} for m in models}
-    p = cfg["probes"]
-    p.update(seeds=[1, 2], bootstrap=50)
-    p["gd_readout"]["n_prompts"] = 16
-    p["induction"].update(block_len=16, n_sequences=8)
-    p["attention_sinks"].update(n_sequences=8, seq_len=32)
-    p["associative_recall"].update(n_pairs=8, n_prompts=8)
-    cfg["stats"]["bootstrap"] = 50
     return cfg
 
 

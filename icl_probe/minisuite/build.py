@@ -133,7 +133,7 @@ def _tokens_label(tokens: int) -> str:
 def branch_name(name: str, step: int) -> str:
     """The branch of ``step``: ``step{N}`` (Pythia) or ``stage1-step{N}-tokens{T}B`` (OLMo-2),
     T = step x tokens_per_step / 1e9 rounded to 3 significant digits, e.g.
-    ``stage1-step200-tokens0.00041B``."""
+    ``stage1-step200-tokens0.000205B`` (1024 tokens per step)."""
     m = _spec(name)
     if m.family == "pythia":
         return f"step{step}"
@@ -257,11 +257,13 @@ def _lr_at(step: int, m: MiniModel) -> float:
 
 
 def build_model(name: str, cache_dir: str | os.PathLike, seed: int = 0,
-                log=print) -> Path:
+                log=print, threads: int = 1) -> Path:
     """Train mini model ``name`` and write its checkpoints as a Hub cache under
     ``cache_dir``; return the model's cache folder (``.../models--mini--{name}``).
 
-    Deterministic: the same ``name`` and ``seed`` give byte-identical files.
+    ``threads``: CPU threads torch trains with (the workflow passes the rule's
+    ``threads``). Deterministic: the same ``name``, ``seed`` and ``threads`` give
+    byte-identical files (a different thread count may sum in another order).
     """
     import torch
     from transformers import AutoModelForCausalLM
@@ -274,7 +276,7 @@ def build_model(name: str, cache_dir: str | os.PathLike, seed: int = 0,
     dest = cache_dir / cache_folder(name)
     t_start = time.perf_counter()
     prev_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.building-", dir=cache_dir))
     try:
         repo_dir = work / dest.name
@@ -344,7 +346,7 @@ def build_model(name: str, cache_dir: str | os.PathLike, seed: int = 0,
             "schedule": steps, "tokens_per_step": tokens_per_step(name),
             "recipe": asdict(m), "checkpoints": checkpoints,
             "build_seconds": time.perf_counter() - t_start,
-            "torch": torch.__version__,
+            "torch": torch.__version__, "threads": threads,
         })
         # swap into place: the old folder (if any) is moved aside first, then removed
         if dest.exists():
@@ -363,8 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", required=True, choices=sorted(MODELS))
     ap.add_argument("--cache-dir", required=True, type=Path)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
-    path = build_model(args.model, args.cache_dir, seed=args.seed)
+    path = build_model(args.model, args.cache_dir, seed=args.seed, threads=args.threads)
     print(path)
     return 0
 

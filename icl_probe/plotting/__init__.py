@@ -1,10 +1,11 @@
 """Figures across models (matplotlib, Agg): each function writes a PNG and a PDF and
-returns (paths, caption). ``draw_all`` draws every figure in ``FIGURES``."""
+returns (paths, caption). ``draw_all`` draws every figure in ``FIGURES`` and writes
+each caption beside it as ``{name}.rst`` (what the Snakemake report shows)."""
 
 from __future__ import annotations
 
 from icl_probe.plotting.coemergence import plot_coemergence
-from icl_probe.plotting.common import ModelData
+from icl_probe.plotting.common import ModelData, write_caption
 from icl_probe.plotting.contraction import plot_contraction
 from icl_probe.plotting.emergence import plot_emergence
 from icl_probe.plotting.layers import plot_layer_readout
@@ -14,7 +15,7 @@ FIGURES = ("emergence", "coemergence", "contraction", "lifecycle", "layer_readou
 
 
 def draw_all(models: list[ModelData], out_dir, cfg: dict | None = None) -> dict:
-    """Every figure: name -> {"paths": [png, pdf], "caption": text}.
+    """Every figure: name -> {"paths": [png, pdf], "caption": text, "caption_file": rst}.
 
     cfg: the stats settings; ``readout_checkpoint`` ("final", "peak" or a step)
     picks the per-layer readout's checkpoint (default "final").
@@ -27,8 +28,10 @@ def draw_all(models: list[ModelData], out_dir, cfg: dict | None = None) -> dict:
         out[name] = {"paths": paths, "caption": caption}
     paths, caption = plot_layer_readout(models, out_dir, cfg.get("readout_checkpoint", "final"))
     out["layer_readout"] = {"paths": paths, "caption": caption}
+    for name, fig in out.items():
+        fig["caption_file"] = write_caption(out_dir, name, fig["caption"])
     return out
 
 
-__all__ = ["FIGURES", "ModelData", "draw_all", "plot_coemergence", "plot_contraction", "plot_emergence",
+__all__ = ["FIGURES", "ModelData", "draw_all", "write_caption", "plot_coemergence", "plot_contraction", "plot_emergence",
            "plot_layer_readout", "plot_lifecycle"]

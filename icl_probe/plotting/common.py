@@ -177,6 +177,25 @@ def save(fig, out_dir, name: str) -> list[Path]:
     return paths
 
 
+_RST_SPECIAL = str.maketrans({c: "\\" + c for c in "\\*`|_[]"})
+
+
+def rst_text(text: str) -> str:
+    """``text`` as a reStructuredText paragraph that renders as written: markup
+    characters (``* ` | _ [ ] \\``) are backslash-escaped, lines wrapped at 88."""
+    import textwrap
+
+    return textwrap.fill(" ".join(text.split()).translate(_RST_SPECIAL), width=88,
+                         break_long_words=False, break_on_hyphens=False)
+
+
+def write_caption(out_dir, name: str, caption: str) -> Path:
+    """Atomically write ``{name}.rst``: the figure's caption as reStructuredText, the
+    file the Snakemake report shows beside ``{name}.png`` (report/{name}.rst includes it)."""
+    text = rst_text(caption) + "\n"
+    return atomic_write(Path(out_dir) / f"{name}.rst", lambda p: p.write_text(text))
+
+
 def _partial_text(md: ModelData) -> str:
     cols = partial_columns(md.issues)
     n = len(md.table)
