@@ -39,7 +39,7 @@ DEFAULTS = {
 # coverage study, benchmarks/coverage.py (table in docs/metrics.md, "Coverage").
 INTERVAL_KIND = {
     "peak_er": "basic",
-    "er_decay": "basic",
+    "er_decay": "bc",
     "sa_decay": "bc",
     "half_max_step_interp": "percentile",
     "zero_crossing_interp": "percentile",
