@@ -105,9 +105,15 @@ def test_heading_names_skip_code_blocks():
     assert heading_names(text) == {"a", "c", "d"}
 
 
+_NOT_PROJECT = {".git", ".venv", "results", "resources", "logs", ".snakemake", "__pycache__"}
+
+
 def _repository_files() -> list[Path]:
+    """The project's files: git's list (tracked and untracked-not-ignored), or, outside a git
+    checkout, every file below the repository but the build and output folders."""
     if shutil.which("git") is None or not (REPO / ".git").exists():
-        pytest.skip("not a git checkout")
+        return [p for p in REPO.rglob("*") if p.is_file()
+                and not _NOT_PROJECT & set(p.relative_to(REPO).parts) and ".egg-info" not in str(p)]
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                             cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
     return [REPO / p for p in listed if p and (REPO / p).is_file()]

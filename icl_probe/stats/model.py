@@ -152,7 +152,7 @@ def tokens_at(steps, tokens, step: float | None) -> float | None:
     below the first positive step."""
     if step is None or tokens is None:
         return None
-    s, t = _finite(steps, tokens)[0], _finite(steps, tokens)[1]
+    s, t = _finite(steps, tokens)
     if not s.size:
         return None
     hit = np.flatnonzero(s == step)
@@ -328,9 +328,8 @@ def model_statistics(table: pd.DataFrame, cfg: dict | None = None, samples: dict
                 null[key] = why
     elif emerging and not valley:
         for key in NEEDS_VALLEY:
-            if key in st and st[key] is not None:
-                st[key] = None
             if key in st:
+                st[key] = None
                 null[key] = "no valley: " + (st["phases"]["note"] or "min ER >= -tau_min")
     for key in list(intervals):
         if key in st and st[key] is None:
