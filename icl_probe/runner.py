@@ -1,20 +1,21 @@
 """Probe one checkpoint: load it once, run every enabled probe, write one JSON per probe.
 
-This is the DAG step "checkpoint -> activations -> per-checkpoint results". The
-model passes live here (each prompt set goes through the model once, in batches,
-under ``torch.inference_mode``); the numbers come from the pure metric functions
-in :mod:`icl_probe.probes`. Hidden states are captured only for the layers and
-positions a probe reads, attention probabilities only in the induction and sink
-passes.
+This is the DAG step "checkpoint -> activations -> per-checkpoint results". What
+each probe needs is in its :class:`icl_probe.probes.base.Probe` (from the registry):
+its model passes run here, each once per job however many probes need it (in
+batches, under ``torch.inference_mode``), and its pure metric function turns the
+captured arrays into numbers.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import logging
 import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
-import numpy as np
 import torch
 
 import icl_probe
@@ -22,17 +23,16 @@ from icl_probe.arch import context_length
 from icl_probe.config import ConfigError, device_problem
 from icl_probe.hub.errors import DamagedCheckpointError
 from icl_probe.hub.integrity import check_cached_checkpoint
-from icl_probe.io import write_json
+from icl_probe.io import read_json, write_json
 from icl_probe.lens import Lens
-from icl_probe.probes import associative_recall as ar_probe
-from icl_probe.probes import attention_sinks as sink_probe
-from icl_probe.probes import gd_readout as gd_probe
-from icl_probe.probes import induction as ind_probe
 from icl_probe.probes.common import summarise
+from icl_probe.probes.registry import external_of, get, registry
 from icl_probe.prompts import (
-    PROBES, PromptError, build_prompts, check_context, digit_token_ids, load_prompts, prompt_settings,
-    write_prompts,
+    PromptError, build_probe_prompts, build_prompts, check_context, load_prompts, prompt_settings,
+    prompt_sources, sequences_of, write_prompts,
 )
+
+log = logging.getLogger("icl_probe")
 
 BOOTSTRAP_SEED = 0  # the bootstrap RNG is seeded, so results are byte-identical across runs
 
@@ -96,11 +96,14 @@ def load_checkpoint(repo_id: str, revision: str | None, *, cache_dir=None, local
     return lm.to(device).eval(), tok
 
 
-def make_prompts(repo_id: str, revision: str | None, out_path, settings: dict, cache_dir=None,
-                 local_files_only: bool = False) -> Path:
-    """Write a model's prompt file, loading only its tokenizer and config (never the weights).
+def make_prompts(repo_id: str, revision: str | None, out, settings: dict, cache_dir=None,
+                 local_files_only: bool = False, probe: str | None = None):
+    """Write prompt files, loading only the tokenizer and config (never the weights).
 
-    ``settings``: the config's ``probes`` section, or the whole config.
+    ``settings``: the config's ``probes`` section, or the whole config. With ``probe``,
+    writes that probe's prompt file at ``out`` and returns its path; otherwise ``out``
+    is a folder and every enabled probe's file is written there as ``{probe}.json``
+    (returns ``{probe: path}``).
     """
     from transformers import AutoConfig
 
@@ -109,135 +112,41 @@ def make_prompts(repo_id: str, revision: str | None, out_path, settings: dict, c
     with _checked_files(repo_id, revision, cache_dir, local_files_only):
         config = AutoConfig.from_pretrained(repo_id, revision=revision, cache_dir=cache_dir,
                                             local_files_only=local_files_only)
-    prompts = build_prompts(tok, settings, context_length=context_length(config),
-                            vocab_limit=getattr(config, "vocab_size", None),
-                            source={"repo_id": repo_id, "revision": revision})
-    return write_prompts(out_path, prompts)
+    kwargs = dict(context_length=context_length(config), vocab_limit=getattr(config, "vocab_size", None),
+                  source={"repo_id": repo_id, "revision": revision})
+    if probe is not None:
+        return write_prompts(out, build_probe_prompts(tok, probe, settings, **kwargs))
+    return {name: write_prompts(Path(out) / f"{name}.json", build_probe_prompts(tok, name, settings, **kwargs))
+            for name in prompt_sources(settings)}
 
 
 # --------------------------------------------------------------------- model passes
-def _concat(prompts: dict, probe: str, key: str) -> tuple[list, list[int]]:
-    """All seeds' sequences in one list (one pass through the model) and the seed sizes."""
-    sets = prompts[probe]["sets"]
-    items = [x for s in sets for x in s[key]]
-    return items, [len(s[key]) for s in sets]
+def _probes_of(settings: dict) -> dict:
+    return registry(external_of(settings))
 
 
-def _split(arr: np.ndarray, sizes: list[int], axis: int) -> list[np.ndarray]:
-    return np.split(arr, np.cumsum(sizes)[:-1], axis=axis)
+def run_probe(lens: Lens, probe: str, prompts: dict, settings: dict, *, pad_id: int,
+              passes: dict | None = None) -> dict:
+    """One probe on a loaded model: ``{"scalars", "per_seed", "per_layer", "per_head", "per_prompt"}``.
 
-
-def _equal_lengths(seqs: list[list[int]], probe: str) -> int:
-    lengths = {len(s) for s in seqs}
-    if len(lengths) != 1:
-        raise PromptError(f"{probe}: sequences must all have one length, got {sorted(lengths)}")
-    return lengths.pop()
-
-
-def collect_gd(lens: Lens, block: dict, *, batch_size: int, pad_id: int) -> list[dict]:
-    """Per seed: ``y_hat [L+1, P]``, ``y_star [P]``, ``x_ctx [P, k]`` (one pass, digit rows only)."""
-    problems, sizes = _concat({"gd_readout": block}, "gd_readout", "prompts")
-    seqs = [p["input_ids"] for p in problems]
-    layers = range(lens.n_layers + 1)
-    parts = []
-    for cap in lens.run(seqs, [[len(s) - 1] for s in seqs], layers=layers, batch_size=batch_size, pad_id=pad_id):
-        h = torch.stack([cap.hidden[l][:, 0] for l in layers])  # [L+1, B, d]
-        parts.append(gd_probe.expected_digit(lens.row_logits(h, block["digit_ids"]).cpu().numpy()))
-    y_hat = np.concatenate(parts, axis=1)
-    y_star = np.array([p["y_star"] for p in problems], dtype=np.float64)
-    x_ctx = np.array([p["x"] for p in problems], dtype=np.float64)
-    return [{"y_hat": a, "y_star": b, "x_ctx": c}
-            for a, b, c in zip(_split(y_hat, sizes, 1), _split(y_star, sizes, 0), _split(x_ctx, sizes, 0))]
-
-
-def collect_induction(lens: Lens, block: dict, *, batch_size: int, pad_id: int) -> list[dict]:
-    """Per seed: ``surprisal [L+1, S]``, ``final_logp [S]``, ``final_correct [S]``,
-    ``loss_first [S]``, ``prefix [L, H, S]`` (one eager pass)."""
-    m = int(block["block_len"])
-    seqs, sizes = _concat({"induction": block}, "induction", "sequences")
-    _equal_lengths(seqs, "induction")
-    n_l = lens.n_layers
-    reads = list(range(2 * m - 1))  # positions 0 .. 2m-2
-    q = torch.as_tensor(ind_probe.query_positions(m), device=lens.device)
-    first = torch.as_tensor(ind_probe.first_block_positions(m), device=lens.device)
-    src = torch.as_tensor(ind_probe.prefix_positions(m), device=lens.device)
-    out = {k: [] for k in ("surprisal", "final_logp", "final_correct", "loss_first", "prefix")}
-    start = 0
-    for cap in lens.run(seqs, [reads] * len(seqs), layers=range(n_l + 1), attentions=True,
-                        batch_size=batch_size, pad_id=pad_id):
-        batch = torch.as_tensor(seqs[start : start + len(cap.offsets)], device=lens.device)
-        start += len(cap.offsets)
-        tq, tf = batch[:, q + 1], batch[:, first + 1]
-        surprisal = []
-        for l in range(n_l + 1):
-            logp, correct = lens.target_logprob(cap.hidden[l][:, q], tq, with_correct=l == n_l)
-            surprisal.append((-logp).mean(-1))
-        out["surprisal"].append(torch.stack(surprisal).cpu().numpy())
-        out["final_logp"].append(logp.mean(-1).cpu().numpy())
-        out["final_correct"].append(correct.float().mean(-1).cpu().numpy())
-        logp_first, _ = lens.target_logprob(cap.hidden[n_l][:, first], tf, with_correct=False)
-        out["loss_first"].append((-logp_first).mean(-1).cpu().numpy())
-        prefix = [a[:, :, q, src].float().mean(-1) for a in cap.attentions]  # L x [B, H]
-        out["prefix"].append(torch.stack(prefix).cpu().numpy())  # [L, B, H]
-    arrays = {k: np.concatenate(v, axis=1 if k in ("surprisal", "prefix") else 0) for k, v in out.items()}
-    arrays["prefix"] = arrays["prefix"].transpose(0, 2, 1)  # [L, H, S]
-    per_seed = [dict() for _ in sizes]
-    for k, a in arrays.items():
-        for d, part in zip(per_seed, _split(a, sizes, ind_probe.PROMPT_AXES[k])):
-            d[k] = part
-    return per_seed
-
-
-def collect_sinks(lens: Lens, block: dict, *, batch_size: int, pad_id: int) -> list[dict]:
-    """Per seed: ``alpha [L, H, S]`` (one eager pass, no hidden states)."""
-    seqs, sizes = _concat({"attention_sinks": block}, "attention_sinks", "sequences")
-    _equal_lengths(seqs, "attention_sinks")
-    parts = []
-    for cap in lens.run(seqs, None, attentions=True, batch_size=batch_size, pad_id=pad_id):
-        # first_token_attention on the device: [B, H, T, T] -> [H, B], only that comes back
-        parts.append(torch.stack([a[:, :, 1:, 0].float().mean(-1).T for a in cap.attentions]).cpu().numpy())
-    alpha = np.concatenate(parts, axis=2)  # [L, H, S]
-    return [{"alpha": a} for a in _split(alpha, sizes, 2)]
-
-
-def collect_recall(lens: Lens, block: dict, *, batch_size: int, pad_id: int) -> list[dict]:
-    """Per seed: ``logp [P]``, ``correct [P]`` at the final layer only."""
-    prompts, sizes = _concat({"associative_recall": block}, "associative_recall", "prompts")
-    seqs = [p["input_ids"] for p in prompts]
-    targets = torch.as_tensor([p["target"] for p in prompts])
-    n_l, logps, corrects, start = lens.n_layers, [], [], 0
-    for cap in lens.run(seqs, [[len(s) - 1] for s in seqs], layers=[n_l], batch_size=batch_size, pad_id=pad_id):
-        b = cap.hidden[n_l].shape[0]
-        logp, correct = lens.target_logprob(cap.hidden[n_l][:, 0], targets[start : start + b])
-        start += b
-        logps.append(logp.cpu().numpy())
-        corrects.append(correct.cpu().numpy())
-    logp, correct = np.concatenate(logps), np.concatenate(corrects).astype(np.float64)
-    return [{"logp": a, "correct": c} for a, c in zip(_split(logp, sizes, 0), _split(correct, sizes, 0))]
-
-
-# probe -> (collector, metric function, prompt axes, scalars, per-layer, per-head, fixed kwargs from settings,
-#           per-prompt function: the numerators/denominators written as "per_prompt")
-PROBE_TABLE: dict[str, tuple] = {
-    "gd_readout": (collect_gd, gd_probe.gd_metrics, gd_probe.PROMPT_AXES, gd_probe.SCALARS,
-                   gd_probe.PER_LAYER, (), lambda s: {}, gd_probe.per_prompt),
-    "induction": (collect_induction, ind_probe.induction_metrics, ind_probe.PROMPT_AXES, ind_probe.SCALARS,
-                  ind_probe.PER_LAYER, ind_probe.PER_HEAD, lambda s: {}, ind_probe.per_prompt),
-    "attention_sinks": (collect_sinks, sink_probe.sink_metrics, sink_probe.PROMPT_AXES, sink_probe.SCALARS,
-                        sink_probe.PER_LAYER, sink_probe.PER_HEAD, lambda s: {"eps": float(s.get("eps", 0.3))},
-                        sink_probe.per_prompt),
-    "associative_recall": (collect_recall, ar_probe.recall_metrics, ar_probe.PROMPT_AXES, ar_probe.SCALARS,
-                           (), (), lambda s: {}, ar_probe.per_prompt),
-}
-
-
-def run_probe(lens: Lens, probe: str, prompts: dict, settings: dict, *, pad_id: int) -> dict:
-    """One probe on a loaded model: ``{"scalars", "per_seed", "per_layer", "per_head", "per_prompt"}``."""
-    collect, metric, axes, scalars, per_layer, per_head, fixed, per_prompt = PROBE_TABLE[probe]
-    per_seed = collect(lens, prompts[probe], batch_size=int(settings.get("batch_size", 16)), pad_id=pad_id)
-    return summarise(metric, per_seed, axes, scalars=scalars, per_layer=per_layer, per_head=per_head,
-                     n_boot=int(settings.get("bootstrap", 1000)), rng_seed=BOOTSTRAP_SEED,
-                     fixed=fixed(settings.get(probe, {})), per_prompt=per_prompt)
+    ``prompts`` maps probe name to prompt file (:func:`load_prompt_files`); ``passes`` caches the
+    model passes by name, so probes that need the same pass share one run.
+    """
+    p = get(probe, external_of(settings))
+    passes = {} if passes is None else passes
+    batch_size = int(settings.get("batch_size", 16))
+    per_seed = None
+    for ps in p.passes:
+        if ps.name not in passes:
+            if ps.prompts not in prompts:
+                raise PromptError(f"{probe} needs the prompt file of {ps.prompts}, which was not given")
+            passes[ps.name] = ps.run(lens, prompts[ps.prompts], batch_size=batch_size, pad_id=pad_id)
+        got = passes[ps.name]
+        per_seed = [dict(d) for d in got] if per_seed is None else [{**a, **b} for a, b in zip(per_seed, got)]
+    inputs = [{k: d[k] for k in p.prompt_axes} for d in per_seed]
+    return summarise(p.metric, inputs, p.prompt_axes, scalars=p.scalars, per_layer=p.per_layer,
+                     per_head=p.per_head, n_boot=int(settings.get("bootstrap", 1000)), rng_seed=BOOTSTRAP_SEED,
+                     fixed=p.fixed(p.with_defaults(settings.get(probe))), per_prompt=p.per_prompt)
 
 
 # --------------------------------------------------------------------- the checkpoint
@@ -246,28 +155,71 @@ def _step_from_revision(revision: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _check_prompts(prompts: dict, settings: dict, tok, lm) -> None:
-    if prompt_settings(settings) != prompts["settings"]:
-        raise PromptError("the prompt file was made with other probe settings than the ones given; "
-                          "remake it (icl-probe prompts) after changing the config")
-    if tok is not None and "gd_readout" in prompts:
-        ids, _ = digit_token_ids(tok, prompts["settings"]["gd_readout"])
-        if ids != prompts["gd_readout"]["digit_ids"]:
-            raise PromptError(f"this checkpoint's tokenizer maps the digits to {ids}, the prompt file to "
-                              f"{prompts['gd_readout']['digit_ids']}: prompts made with another tokenizer")
+def load_prompt_files(prompts) -> dict[str, dict]:
+    """Prompt files by probe name from a folder of ``{probe}.json``, a list of files, or such a mapping."""
+    if isinstance(prompts, dict) and all(isinstance(v, dict) for v in prompts.values()):
+        return prompts
+    if isinstance(prompts, (str, Path)) and Path(prompts).is_dir():
+        paths = sorted(Path(prompts).glob("*.json"))
+    elif isinstance(prompts, dict):
+        paths = list(prompts.values())
+    elif isinstance(prompts, (str, Path)):
+        paths = [prompts]
+    else:
+        paths = list(prompts)
+    files = {}
+    for path in paths:
+        file = load_prompts(path)
+        files[file["probe"]] = file
+    return files
+
+
+def _check_prompts(prompts: dict[str, dict], settings: dict, tok, lm) -> None:
+    for name, file in prompts.items():
+        if prompt_settings(settings, name) != file["settings"]:
+            raise PromptError(f"the {name} prompt file was made with other probe settings than the ones given; "
+                              "remake it (icl-probe prompts) after changing the config")
+        check = get(name, external_of(settings)).check_tokenizer
+        if tok is not None and check is not None and (problem := check(file, tok, file["settings"][name])):
+            raise PromptError(f"{name}: {problem}")
     ctx = context_length(lm.config)
     if ctx is not None:
         check_context(prompts, ctx)
     rows = lm.get_input_embeddings().num_embeddings
-    top = max((t for p in PROBES if p in prompts for seqs in _all_seqs(prompts, p) for t in seqs), default=-1)
+    top = max((t for file in prompts.values() for seqs in sequences_of(file) for seq in seqs for t in seq),
+              default=-1)
     if top >= rows:
         raise PromptError(f"the prompt file uses token id {top} but the model has {rows} embedding rows")
 
 
-def _all_seqs(prompts: dict, probe: str):
-    from icl_probe.prompts import sequences_of
+@functools.cache
+def code_sha256() -> str:
+    """sha256 over the package's Python sources: a result made by other code is not kept as current."""
+    h = hashlib.sha256()
+    root = Path(icl_probe.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
 
-    return [s for seqs in sequences_of(prompts, probe) for s in seqs]
+
+def _result_settings(settings: dict, probe: str) -> dict:
+    return {"seeds": list(settings["seeds"]), "batch_size": int(settings.get("batch_size", 16)),
+            "bootstrap": int(settings.get("bootstrap", 1000)), **dict(settings.get(probe, {}))}
+
+
+def _identity(record: dict) -> dict:
+    """What makes a result current: everything but timing, numbers, and what only the load reveals."""
+    keep = ("schema_version", "model", "suite", "repo_id", "revision", "step", "tokens", "probe", "settings")
+    prov = {k: v for k, v in record.get("provenance", {}).items() if k != "model_class"}
+    return {**{k: record.get(k) for k in keep}, "provenance": prov}
+
+
+def _is_current(path: Path, expected: dict) -> bool:
+    try:
+        old = read_json(path)
+    except (OSError, ValueError):
+        return False
+    return isinstance(old, dict) and "scalars" in old and _identity(old) == _identity(expected)
 
 
 def probe_checkpoint(
@@ -287,6 +239,7 @@ def probe_checkpoint(
     suite: str | None = None,
     model: str | None = None,
     loaded: tuple | None = None,
+    keep_current: bool = False,
 ) -> dict[str, Path]:
     """Run every enabled probe on one checkpoint from a single model load.
 
@@ -297,28 +250,28 @@ def probe_checkpoint(
     in paths (default: the last part of ``repo_id``); ``step`` defaults to the one
     in the revision name. ``loaded=(model, tokenizer)`` skips loading (tests,
     benchmarks). Writes ``out_dir/{probe}.json`` atomically and returns their paths.
+
+    ``prompts_path``: the folder of prompt files, a list of them, or ``{probe: file}``.
+    With ``keep_current``, a probe whose result file exists and was made with the same
+    settings, prompts, code, versions and checkpoint is not rerun (its file is left
+    untouched); the model is loaded only if some probe has to run.
     """
     t0 = time.perf_counter()
     settings = probe_settings_of(settings)
-    prompts = load_prompts(prompts_path)
-    if loaded is None:
-        lm, tok = load_checkpoint(repo_id, revision, cache_dir=cache_dir, local_files_only=local_files_only,
-                                  device=device, dtype=dtype)
-    else:
-        lm, tok = loaded
-        lm.eval()
-    load_seconds = time.perf_counter() - t0
-    _check_prompts(prompts, settings, tok, lm)
-    pad_id = tok.pad_token_id if tok is not None and tok.pad_token_id is not None else prompts["tokenizer"]["pad_id"]
-    lens = Lens(lm)
-    prov = {
+    enabled = list(settings.get("enabled", _probes_of(settings)))
+    probes = [get(name, external_of(settings)) for name in enabled]  # unknown names fail here
+    prompts = load_prompt_files(prompts_path)
+    for p in probes:
+        if p.prompt_source not in prompts:
+            raise PromptError(f"{p.name} needs the prompt file of {p.prompt_source}; none was given "
+                              f"(given: {', '.join(prompts) or 'none'})")
+    base_prov = {
         "transformers": __import__("transformers").__version__,
         "torch": torch.__version__,
         "icl_probe": icl_probe.__version__,
+        "code_sha256": code_sha256(),
         "device": str(device),
         "dtype": str(dtype),
-        "prompts_sha256": prompts["prompts_sha256"],
-        "model_class": type(lm).__name__,
         **(provenance or {}),
     }
     header = {
@@ -329,22 +282,46 @@ def probe_checkpoint(
         "revision": revision,
         "step": step if step is not None else _step_from_revision(revision),
         "tokens": tokens,
-        "provenance": prov,
     }
+
+    def record_head(name: str) -> dict:
+        prov = {**base_prov, "prompts_sha256": prompts[get(name, external_of(settings)).prompt_source]["prompts_sha256"]}
+        return {**header, "probe": name, "settings": _result_settings(settings, name), "provenance": prov}
+
+    out_dir = Path(out_dir)
     written: dict[str, Path] = {}
-    enabled = list(settings.get("enabled", PROBES))
-    for probe in enabled:
-        if probe not in PROBE_TABLE:
-            raise ValueError(f"unknown probe {probe!r}; known probes: {', '.join(PROBE_TABLE)}")
+    todo = []
+    for name in enabled:
+        path = out_dir / f"{name}.json"
+        if keep_current and _is_current(path, record_head(name)):
+            log.info("%s: kept (a current result exists: same settings, prompts, code and checkpoint)", name)
+            written[name] = path
+        else:
+            todo.append(name)
+    if not todo:
+        return written
+    if loaded is None:
+        lm, tok = load_checkpoint(repo_id, revision, cache_dir=cache_dir, local_files_only=local_files_only,
+                                  device=device, dtype=dtype)
+    else:
+        lm, tok = loaded
+        lm.eval()
+    load_seconds = time.perf_counter() - t0
+    _check_prompts(prompts, settings, tok, lm)
+    pad_id = tok.pad_token_id if tok is not None and tok.pad_token_id is not None else \
+        next(iter(prompts.values()))["tokenizer"]["pad_id"]
+    lens = Lens(lm)
+    passes: dict = {}
+    for name in todo:
         t1 = time.perf_counter()
-        result = run_probe(lens, probe, prompts, settings, pad_id=pad_id)
-        probe_settings = {"seeds": list(settings["seeds"]), "batch_size": int(settings.get("batch_size", 16)),
-                          "bootstrap": int(settings.get("bootstrap", 1000)), **dict(settings.get(probe, {}))}
-        record = {**header, "probe": probe, "settings": probe_settings, **result,
-                  "timing": {"seconds": time.perf_counter() - t1, "load_seconds": load_seconds}}
-        written[probe] = write_json(Path(out_dir) / f"{probe}.json", record)
+        result = run_probe(lens, name, prompts, settings, pad_id=pad_id, passes=passes)
+        head = record_head(name)
+        head["provenance"]["model_class"] = type(lm).__name__
+        record = {**head, **result, "timing": {"seconds": time.perf_counter() - t1, "load_seconds": load_seconds}}
+        written[name] = write_json(out_dir / f"{name}.json", record)
+        log.info("%s: computed in %.2f s", name, record["timing"]["seconds"])
     return written
 
 
-__all__ = ["probe_checkpoint", "make_prompts", "load_checkpoint", "load_tokenizer", "run_probe", "PROBE_TABLE",
-           "build_prompts"]
+__all__ = ["probe_checkpoint", "make_prompts", "load_checkpoint", "load_tokenizer", "run_probe",
+           "load_prompt_files", "build_prompts"]

@@ -7,7 +7,7 @@ from conftest import make_model, sink_gpt2
 from icl_probe.lens import Lens
 from icl_probe.probes.attention_sinks import PROMPT_AXES, SCALARS, first_token_attention, per_prompt, sink_metrics
 from icl_probe.probes.common import summarise
-from icl_probe.runner import collect_sinks
+from icl_probe.probes.attention_sinks import collect as collect_sinks
 
 
 def causal_uniform(T):

@@ -19,7 +19,8 @@ SCALARS = {"gd_readout": gd_readout.SCALARS, "induction": induction.SCALARS,
 
 @pytest.fixture
 def prompts_path(saved_model, small_settings, tmp_path):
-    return make_prompts(str(saved_model), None, tmp_path / "prompts.json", small_settings)
+    make_prompts(str(saved_model), None, tmp_path / "prompts", small_settings)
+    return tmp_path / "prompts"
 
 
 @pytest.fixture
@@ -40,16 +41,17 @@ def _strip(record):
 
 
 def test_probe_checkpoint_writes_every_probe_once(saved_model, small_settings, tmp_path, count_loads):
-    prompts = make_prompts(str(saved_model), None, tmp_path / "prompts.json", small_settings)
+    prompts = make_prompts(str(saved_model), None, tmp_path / "prompts", small_settings)
+    assert set(prompts) == set(SCALARS)  # one prompt file per probe
     assert count_loads == []  # prompts need the tokenizer and config only
-    out = probe_checkpoint(str(saved_model), "step128", tmp_path / "out", small_settings, prompts,
+    out = probe_checkpoint(str(saved_model), "step128", tmp_path / "out", small_settings, tmp_path / "prompts",
                            provenance={"commit": "c" * 40, "weight_sha256": {"model.safetensors": "f" * 64}},
                            tokens=262144, suite="mini", model="pythia-s")
     assert len(count_loads) == 1  # one model load for all four probes
     assert count_loads[0][1]["revision"] == "step128" and "trust_remote_code" not in count_loads[0][1]
     assert set(out) == set(SCALARS)
-    sha = json.loads(prompts.read_text())["prompts_sha256"]
     for probe, path in out.items():
+        sha = json.loads(prompts[probe].read_text())["prompts_sha256"]
         assert path == tmp_path / "out" / f"{probe}.json"
         r = json.loads(path.read_text())
         assert r["schema_version"] == 1 and r["probe"] == probe
@@ -104,8 +106,9 @@ def test_other_architectures_run(model_type, small_settings, prompts_path, tmp_p
 
 def test_enabled_subset(saved_model, small_settings, tmp_path):
     settings = dict(small_settings, enabled=["associative_recall"])
-    prompts = make_prompts(str(saved_model), None, tmp_path / "p.json", settings)
-    out = probe_checkpoint(str(saved_model), None, tmp_path / "o", settings, prompts)
+    prompts = make_prompts(str(saved_model), None, tmp_path / "p", settings)
+    assert list(prompts) == ["associative_recall"]
+    out = probe_checkpoint(str(saved_model), None, tmp_path / "o", settings, tmp_path / "p")
     assert list(out) == ["associative_recall"]
 
 
@@ -125,7 +128,7 @@ def test_prompt_longer_than_context(small_settings, prompts_path, tmp_path):
 def test_make_prompts_checks_context(saved_model, small_settings, tmp_path):
     settings = dict(small_settings, induction={"block_len": 100, "n_sequences": 2})
     with pytest.raises(PromptTooLongError, match="induction: a prompt is 200 tokens.*= 160"):
-        make_prompts(str(saved_model), None, tmp_path / "p.json", settings)
+        make_prompts(str(saved_model), None, tmp_path / "p", settings)
 
 
 def test_unsupported_architecture(small_settings, prompts_path, tmp_path):
@@ -138,8 +141,8 @@ def test_unsupported_architecture(small_settings, prompts_path, tmp_path):
 
 def test_whole_config_is_accepted(saved_model, small_settings, tmp_path):
     config = {"probes": small_settings, "runtime": {"device": "cpu", "dtype": "float32"}, "stats": {}}
-    prompts = make_prompts(str(saved_model), None, tmp_path / "p.json", config)
-    out = probe_checkpoint(str(saved_model), None, tmp_path / "o", config, prompts)
+    prompts = make_prompts(str(saved_model), None, tmp_path / "p", config)
+    out = probe_checkpoint(str(saved_model), None, tmp_path / "o", config, list(prompts.values()))
     r = json.loads(out["associative_recall"].read_text())
     assert r["settings"]["n_pairs"] == 5 and r["settings"]["seeds"] == [42, 7]
 
@@ -151,7 +154,9 @@ def test_collectors_match_brute_force(tokenizer, small_settings):
     from icl_probe.lens import Lens
     from icl_probe.probes.gd_readout import expected_digit
     from icl_probe.prompts import build_prompts
-    from icl_probe.runner import collect_gd, collect_induction, collect_recall
+    from icl_probe.probes.associative_recall import collect as collect_recall
+    from icl_probe.probes.gd_readout import collect as collect_gd
+    from icl_probe.probes.induction import collect as collect_induction
 
     model = make_model("gpt_neox")
     prompts = build_prompts(tokenizer, small_settings)
@@ -209,8 +214,8 @@ def test_probe_job_on_a_node_without_cuda_says_so_before_loading(saved_model, mo
 
 def test_per_prompt_values_reproduce_the_scalars(small_settings, prompts_path, tmp_path):
     from icl_probe.lens import Lens
+    from icl_probe.probes.associative_recall import collect as collect_recall
     from icl_probe.prompts import load_prompts
-    from icl_probe.runner import collect_recall
 
     model = make_model("gpt_neox")
     out = probe_checkpoint("local/neox", None, tmp_path, small_settings, prompts_path,
@@ -231,8 +236,8 @@ def test_per_prompt_values_reproduce_the_scalars(small_settings, prompts_path, t
             np.testing.assert_allclose(per_seed, r["per_seed"][name], rtol=1e-12, atol=1e-12)
             assert per_seed.mean() == pytest.approx(r["scalars"][name], rel=1e-12, abs=1e-12)
     # prompt-file order: prompt i of seed s is the i-th prompt of that seed's set in the prompt file
-    prompts = load_prompts(prompts_path)
-    ref = collect_recall(Lens(model), prompts["associative_recall"], batch_size=2, pad_id=1)
+    prompts = load_prompts(prompts_path / "associative_recall.json")
+    ref = collect_recall(Lens(model), prompts, batch_size=2, pad_id=1)
     rec = json.loads(out["associative_recall"].read_text())["per_prompt"]["ar_logp"]["num"]
     for s in range(2):
         np.testing.assert_allclose(rec[s], ref[s]["logp"], atol=1e-5)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from icl_probe.probes.base import Pass, Probe, concat_sets, prompt_input_ids, split_seeds
 from icl_probe.probes.common import ols, pearson, spearman
 
 SCALARS = ("mean_err_embed", "mean_err_final", "error_reduction", "slope_alpha", "intercept", "r", "r2",
@@ -113,3 +114,125 @@ def per_prompt(y_hat: np.ndarray, y_star: np.ndarray, x_ctx: np.ndarray) -> dict
         "mean_err_embed": (abs_r[0], None),
         "mean_err_final": (abs_r[-1], None),
     }
+
+
+# --------------------------------------------------------------------- prompts
+def digit_answers(gd: dict) -> list[str]:
+    """The ten answer strings d = 0..9 as they follow a query (e.g. ``" 5"``)."""
+    from icl_probe.prompts import PromptError
+
+    pair, query = gd.get("pair_format", "{x} -> {y}"), gd.get("query_format", "{x} ->")
+    out = []
+    for d in range(10):
+        full, q = pair.format(x=0, y=d), query.format(x=0)
+        if not full.startswith(q):
+            raise PromptError(f"gd_readout: pair_format {pair!r} does not start with query_format {query!r}")
+        out.append(full[len(q):])
+    return out
+
+
+def digit_token_ids(tokenizer, gd: dict) -> tuple[list[int], list[str]]:
+    """Token id of each digit answer 0..9; :class:`DigitTokenError` if one is not one token."""
+    from icl_probe.prompts import DigitTokenError
+
+    strings = digit_answers(gd)
+    ids = []
+    for s in strings:
+        toks = list(tokenizer(s, add_special_tokens=False)["input_ids"])
+        if len(toks) != 1:
+            raise DigitTokenError(
+                f"gd_readout: the digit answer {s!r} is {len(toks)} tokens {toks} in this tokenizer, "
+                "not exactly one; change probes.gd_readout.pair_format / query_format"
+            )
+        ids.append(toks[0])
+    if len(set(ids)) != 10:
+        raise DigitTokenError(f"gd_readout: the digit answers {strings!r} do not map to ten distinct tokens: {ids}")
+    return ids, strings
+
+
+def gd_problems(rng: np.random.Generator, gd: dict) -> list[dict]:
+    """GD-readout problems y = a*x + b (text only; no tokenizer), drawn from ``rng``.
+
+    a in {1, 2}; b uniform in {0 .. 9 - 4a}; k in-context x and the query x_q
+    uniform in {0..4}; y* = a*x_q + b.
+    """
+    k, n = int(gd.get("k", 5)), int(gd.get("n_prompts", 80))
+    pair, query = gd.get("pair_format", "{x} -> {y}"), gd.get("query_format", "{x} ->")
+    sep = gd.get("separator", "\n")
+    out = []
+    for _ in range(n):
+        a = int(rng.choice([1, 2]))
+        b = int(rng.integers(0, 9 - 4 * a + 1))
+        x = [int(v) for v in rng.integers(0, 5, size=k)]
+        x_q = int(rng.integers(0, 5))
+        y = [a * v + b for v in x]
+        text = sep.join([pair.format(x=xi, y=yi) for xi, yi in zip(x, y)] + [query.format(x=x_q)])
+        out.append({"text": text, "a": a, "b": b, "x": x, "y": y, "x_q": x_q, "y_star": a * x_q + b})
+    return out
+
+
+def build_prompts(ctx) -> dict:
+    """Per seed, the problems with their token ids; the digit answers' ids (checked to be one token each)."""
+    from icl_probe.prompts import DigitTokenError
+
+    ids, strings = digit_token_ids(ctx.tokenizer, ctx.settings)
+    sets = []
+    for seed in ctx.seeds:
+        probs = gd_problems(ctx.rng(seed), ctx.settings)
+        for p in probs:
+            p["input_ids"] = ctx.encode(p["text"])
+            with_answer = ctx.encode(p["text"] + strings[p["y_star"]])
+            if with_answer != p["input_ids"] + [ids[p["y_star"]]]:
+                raise DigitTokenError(
+                    f"gd_readout: the answer {strings[p['y_star']]!r} does not tokenize as one token "
+                    f"after the prompt {p['text']!r} ({with_answer} vs {p['input_ids']} + [{ids[p['y_star']]}])"
+                )
+        sets.append({"seed": seed, "prompts": probs})
+    return {"digit_ids": ids, "digit_strings": strings, "sets": sets}
+
+
+def check_tokenizer(block: dict, tokenizer, settings: dict) -> str | None:
+    """Why the prompt file does not fit this checkpoint's tokenizer (digits mapped elsewhere), or None."""
+    ids, _ = digit_token_ids(tokenizer, settings)
+    if ids != block["digit_ids"]:
+        return (f"this checkpoint's tokenizer maps the digits to {ids}, the prompt file to "
+                f"{block['digit_ids']}: prompts made with another tokenizer")
+    return None
+
+
+# --------------------------------------------------------------------- the model pass
+def collect(lens, block: dict, *, batch_size: int, pad_id: int) -> list[dict]:
+    """Per seed: ``y_hat [L+1, P]``, ``y_star [P]``, ``x_ctx [P, k]`` (one pass, digit rows only)."""
+    import torch
+
+    problems, sizes = concat_sets(block, "prompts")
+    seqs = [p["input_ids"] for p in problems]
+    layers = range(lens.n_layers + 1)
+    parts = []
+    for cap in lens.run(seqs, [[len(s) - 1] for s in seqs], layers=layers, batch_size=batch_size, pad_id=pad_id):
+        h = torch.stack([cap.hidden[l][:, 0] for l in layers])  # [L+1, B, d]
+        parts.append(expected_digit(lens.row_logits(h, block["digit_ids"]).cpu().numpy()))
+    y_hat = np.concatenate(parts, axis=1)
+    y_star = np.array([p["y_star"] for p in problems], dtype=np.float64)
+    x_ctx = np.array([p["x"] for p in problems], dtype=np.float64)
+    return [{"y_hat": a, "y_star": b, "x_ctx": c} for a, b, c in
+            zip(split_seeds(y_hat, sizes, 1), split_seeds(y_star, sizes, 0), split_seeds(x_ctx, sizes, 0))]
+
+
+PROBE = Probe(
+    name="gd_readout",
+    summary="logit-lens readout of in-context linear regression: does each layer move toward y*?",
+    settings={
+        "k": {"type": "integer", "minimum": 1, "default": 5, "description": "in-context pairs per prompt"},
+        "n_prompts": {"type": "integer", "minimum": 2, "default": 80, "description": "prompts per seed"},
+        "pair_format": {"type": "string", "default": "{x} -> {y}", "description": "text of one in-context pair"},
+        "query_format": {"type": "string", "default": "{x} ->", "description": "text of the query"},
+        "separator": {"type": "string", "default": "\n", "description": "between pairs"},
+    },
+    build_prompts=build_prompts,
+    sequences=prompt_input_ids,
+    passes=(Pass("gd_readout", collect, prompts="gd_readout", layers="all", positions="last"),),
+    metric=gd_metrics, scalars=SCALARS, per_layer=PER_LAYER, prompt_axes=PROMPT_AXES, per_prompt=per_prompt,
+    check_tokenizer=check_tokenizer,
+    rng_stream=1,
+)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from icl_probe.probes.base import Pass, Probe, concat_sets, equal_lengths, split_seeds
 from icl_probe.probes.common import ols
 
 SCALARS = ("total_contraction", "rho2_per_layer", "geometric_fit_r2", "monotone_improve_frac",
@@ -87,3 +88,82 @@ def per_prompt(surprisal: np.ndarray, final_logp: np.ndarray, final_correct: np.
     """
     return {"induction_acc": (np.asarray(final_correct, dtype=np.float64), None),
             "induction_logp": (np.asarray(final_logp, dtype=np.float64), None)}
+
+
+# --------------------------------------------------------------------- prompts
+def induction_sequences(rng: np.random.Generator, ordinary, block_len: int, n_sequences: int) -> list[list[int]]:
+    """``n_sequences`` blocks of ``block_len`` distinct ordinary tokens drawn from ``rng``, each repeated once."""
+    from icl_probe.prompts import PromptError
+
+    if len(ordinary) < block_len:
+        raise PromptError(f"induction: block_len {block_len} exceeds the {len(ordinary)} ordinary tokens")
+    pool = np.asarray(ordinary)
+    out = []
+    for _ in range(int(n_sequences)):
+        block = [int(t) for t in rng.choice(pool, size=int(block_len), replace=False)]
+        out.append(block + block)
+    return out
+
+
+def build_prompts(ctx) -> dict:
+    m, n = int(ctx.settings["block_len"]), int(ctx.settings["n_sequences"])
+    return {"block_len": m, "sets": [
+        {"seed": s, "sequences": induction_sequences(ctx.rng(s), ctx.ordinary(), m, n)} for s in ctx.seeds]}
+
+
+# --------------------------------------------------------------------- the model pass
+def collect(lens, block: dict, *, batch_size: int, pad_id: int) -> list[dict]:
+    """Per seed: ``surprisal [L+1, S]``, ``final_logp [S]``, ``final_correct [S]``,
+    ``loss_first [S]``, ``prefix [L, H, S]`` (one eager pass)."""
+    import torch
+
+    m = int(block["block_len"])
+    seqs, sizes = concat_sets(block, "sequences")
+    equal_lengths(seqs, "induction")
+    n_l = lens.n_layers
+    reads = list(range(2 * m - 1))  # positions 0 .. 2m-2
+    q = torch.as_tensor(query_positions(m), device=lens.device)
+    first = torch.as_tensor(first_block_positions(m), device=lens.device)
+    src = torch.as_tensor(prefix_positions(m), device=lens.device)
+    out = {k: [] for k in ("surprisal", "final_logp", "final_correct", "loss_first", "prefix")}
+    start = 0
+    for cap in lens.run(seqs, [reads] * len(seqs), layers=range(n_l + 1), attentions=True,
+                        batch_size=batch_size, pad_id=pad_id):
+        batch = torch.as_tensor(seqs[start : start + len(cap.offsets)], device=lens.device)
+        start += len(cap.offsets)
+        tq, tf = batch[:, q + 1], batch[:, first + 1]
+        surprisal = []
+        for l in range(n_l + 1):
+            logp, correct = lens.target_logprob(cap.hidden[l][:, q], tq, with_correct=l == n_l)
+            surprisal.append((-logp).mean(-1))
+        out["surprisal"].append(torch.stack(surprisal).cpu().numpy())
+        out["final_logp"].append(logp.mean(-1).cpu().numpy())
+        out["final_correct"].append(correct.float().mean(-1).cpu().numpy())
+        logp_first, _ = lens.target_logprob(cap.hidden[n_l][:, first], tf, with_correct=False)
+        out["loss_first"].append((-logp_first).mean(-1).cpu().numpy())
+        prefix = [a[:, :, q, src].float().mean(-1) for a in cap.attentions]  # L x [B, H]
+        out["prefix"].append(torch.stack(prefix).cpu().numpy())  # [L, B, H]
+    arrays = {k: np.concatenate(v, axis=1 if k in ("surprisal", "prefix") else 0) for k, v in out.items()}
+    arrays["prefix"] = arrays["prefix"].transpose(0, 2, 1)  # [L, H, S]
+    per_seed = [dict() for _ in sizes]
+    for k, a in arrays.items():
+        for d, part in zip(per_seed, split_seeds(a, sizes, PROMPT_AXES[k])):
+            d[k] = part
+    return per_seed
+
+
+PROBE = Probe(
+    name="induction",
+    summary="induction on repeated random tokens: per-layer surprisal, copying accuracy, prefix matching",
+    settings={
+        "block_len": {"type": "integer", "minimum": 2, "default": 32, "description": "m, tokens in the repeated block"},
+        "n_sequences": {"type": "integer", "minimum": 1, "default": 48, "description": "sequences per seed"},
+    },
+    build_prompts=build_prompts,
+    passes=(Pass("induction", collect, prompts="induction", layers="all", positions="0 .. 2m-2",
+                 attentions=True),),
+    metric=induction_metrics, scalars=SCALARS, per_layer=PER_LAYER, per_head=PER_HEAD, prompt_axes=PROMPT_AXES,
+    per_prompt=per_prompt,
+    prompt_length=lambda s: ("probes.induction.block_len", 2 * int(s["block_len"])),
+    rng_stream=2,
+)
