@@ -25,7 +25,7 @@ What it measures, side by side on this machine (medians of ``--repeats`` runs):
 5. Scale: wall time of ``snakemake -n`` for 10 Pythia models x 154 recorded
    revisions, and the peak resident memory of one ``icl-probe probe`` job / weight size.
 
-Only this file's functions touch the package's internals (``PROBE_TABLE``,
+Only this file's functions touch the package's internals (the probe registry,
 ``Lens``, ``probe_checkpoint(loaded=...)``); nothing here changes the package.
 """
 
@@ -278,7 +278,8 @@ def peer_gd_induction(model, prompts: dict, batch_size: int, limit: int | None =
 def ours_gd_induction(lm, tok, prompts, settings) -> dict:
     """Our collectors' arrays for the same quantities (seeds concatenated)."""
     from icl_probe.lens import Lens
-    from icl_probe.runner import collect_gd, collect_induction
+    from icl_probe.probes.gd_readout import collect as collect_gd
+    from icl_probe.probes.induction import collect as collect_induction
 
     lens, bs = Lens(lm), int(settings["batch_size"])
     gd = collect_gd(lens, prompts["gd_readout"], batch_size=bs, pad_id=tok.pad_token_id)
@@ -504,12 +505,13 @@ def profile_pass(lm, tok, repo_id, settings, prompts_path, out_dir, top: int = 2
     s.write("\n\n---- by cumulative time ----\n")
     st.sort_stats("cumulative").print_stats(top + 15)
     rows, parts = [], {}
-    wanted = {"collect_gd", "collect_induction", "collect_sinks", "collect_recall", "summarise",
+    wanted = {"collect", "run_probe", "summarise",
               "target_logprob", "row_logits", "probe_checkpoint", "load_prompts", "write_json", "_check_prompts"}
     for (file, line, fn), (cc, nc, tt, ct, callers) in st.stats.items():
         rows.append((tt, ct, nc, f"{Path(file).name}:{line}({fn})"))
         if fn in wanted and "icl_probe" in file:
-            parts[fn] = parts.get(fn, 0.0) + ct
+            key = f"{Path(file).stem}.{fn}" if fn == "collect" else fn  # one collect per probe module
+            parts[key] = parts.get(key, 0.0) + ct
         if fn == "forward" and file.endswith("modeling_gpt_neox.py") and ct > parts.get("model forward (GPTNeoXModel)", 0):
             parts["model forward (GPTNeoXModel)"] = ct  # the outermost forward has the largest cumulative time
     rows.sort(reverse=True)
@@ -548,15 +550,14 @@ def main(argv=None) -> int:
     info = machine()
     log("machine:", info)
 
-    from icl_probe.prompts import load_prompts
-    from icl_probe.runner import load_checkpoint, make_prompts
+    from icl_probe.runner import load_checkpoint, load_prompt_files, make_prompts
 
     t_build, (repo_id, snap) = timed(lambda: build_checkpoint(args.shape, cache))
     weight_bytes = sum(f.stat().st_size for f in snap.glob("*.safetensors"))
     log(f"checkpoint {repo_id}@{REVISION}: {weight_bytes / 2**20:.0f} MiB ({t_build:.1f} s)")
-    prompts_path = work / f"prompts-{args.shape}.json"
+    prompts_path = work / f"prompts-{args.shape}"
     make_prompts(repo_id, REVISION, prompts_path, settings, cache_dir=str(cache), local_files_only=True)
-    prompts = load_prompts(prompts_path)
+    prompts = load_prompt_files(prompts_path)
     lm, tok = load_checkpoint(repo_id, REVISION, cache_dir=str(cache), local_files_only=True)
     n_params = sum(p.numel() for p in lm.parameters())
     batches = all_batches(prompts, settings, tok.pad_token_id)
