@@ -150,3 +150,19 @@ def test_draw_all_writes_each_caption_as_rst_that_renders_as_the_caption(tmp_pat
                              settings_overrides={"report_level": 5})["body"]
         assert body.count("<p>") == 1, body  # one paragraph, no other markup
         assert html.unescape(re.sub(r"<[^>]+>", "", body)).split() == out[name]["caption"].split()
+
+
+def test_a_third_party_probe_gets_the_probe_scalars_figure(tmp_path):
+    """An enabled probe that is not ours has no dedicated figure: its scalars are drawn in probe_scalars."""
+    from pathlib import Path
+
+    example = str(Path(__file__).resolve().parents[1] / "docs" / "examples" / "counting.py")
+    a = model("a", count_acc=np.linspace(0.1, 0.9, 5), count_logp=np.linspace(-5, -1, 5))
+    b = model("b", count_acc=[np.nan, 0.2, 0.4, np.nan, 0.8])
+    cfg = {"probes": ["gd_readout", "counting"], "external": [example]}
+    out = draw_all([a, b], tmp_path, cfg)
+    assert set(out) == set(FIGURES) | {"probe_scalars"}
+    assert all(p.exists() for p in out["probe_scalars"]["paths"])
+    assert "counting: count_acc, count_logp" in out["probe_scalars"]["caption"]
+    assert (tmp_path / "probe_scalars.rst").exists()
+    assert "probe_scalars" not in draw_all([a], tmp_path / "ours", {"probes": ["gd_readout"]})
