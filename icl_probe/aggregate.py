@@ -22,8 +22,8 @@ from icl_probe.plotting import ModelData, draw_all
 from icl_probe.stats import qc as qc_mod
 from icl_probe.stats.forecast import DEFAULT_PAIRS, DEFAULT_TOLERANCE, forecast_across_models
 from icl_probe.stats.model import model_statistics, settings, trajectory
-from icl_probe.stats.table import (METRICS, SUFFIXES, collect_checkpoint_results, load_manifest, read_per_prompt,
-                                   probed_revisions, read_table, weight_fingerprints, write_tables)
+from icl_probe.stats.table import (METRICS, SUFFIXES, ResultFiles, collect_checkpoint_results, load_manifest,
+                                   probed_revisions, read_per_prompt, read_table, weight_fingerprints, write_tables)
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +52,28 @@ def _qc_record(suite: str, model: str, issues: list[dict]) -> dict:
             "excluded": qc_mod.is_excluded(issues), "status": qc_mod.qc_status(issues), "issues": issues}
 
 
-def aggregate_model(model_dir, manifest_path, stats_cfg: dict | None = None) -> dict[str, Path]:
+def aggregate_model(model_dir, manifest_path, stats_cfg: dict | None = None,
+                    results=None) -> dict[str, Path]:
     """Table, statistics and QC for one model.
 
     model_dir: ``results/{suite}/{model}`` holding ``{revision}/{probe}.json``;
     manifest_path: its manifest.json; stats_cfg: the config's ``stats`` section
-    (optional ``probes``: the probes every revision must have). Writes
+    (optional ``probes``: the probes every revision must have, ``external``: the
+    third-party probe modules, to name their scalars). ``results``: exactly the result
+    files to read (the workflow passes its inputs; grouped by their revision folder);
+    without it, ``{revision}/{probe}.json`` of the ``probes`` (default our probes) are
+    read -- never any other JSON that lies in a revision folder. Writes
     table.csv, table.parquet, layers.csv, stats.json and qc.json into model_dir
     and returns their paths by name ("table", "parquet", "layers", "stats", "qc").
     """
     model_dir = Path(model_dir)
     cfg = settings(stats_cfg)
     manifest = load_manifest(str(manifest_path))
-    table, layers = collect_checkpoint_results(model_dir, manifest)
-    present = {e["revision"]: {p.stem for p in (model_dir / e["revision"]).glob("*.json")}
-               for e in probed_revisions(manifest)}
-    issues = qc_mod.run_qc(table, manifest, weight_fingerprints(model_dir, manifest), present,
+    files = ResultFiles(model_dir, results, cfg.get("probes"))
+    table, layers = collect_checkpoint_results(model_dir, manifest, files, cfg.get("probes"),
+                                               cfg.get("external") or ())
+    present = {e["revision"]: set(files.read(e["revision"])) for e in probed_revisions(manifest)}
+    issues = qc_mod.run_qc(table, manifest, weight_fingerprints(model_dir, manifest, files), present,
                            cfg.get("probes"))
     table["qc_flag"] = qc_mod.qc_flags(table, issues)
     paths = write_tables(table, layers, model_dir)
@@ -76,7 +82,7 @@ def aggregate_model(model_dir, manifest_path, stats_cfg: dict | None = None) -> 
         log.warning("%s/%s excluded by QC: %s", suite, model, qc_mod.excluded_reasons(issues))
     elif issues:
         log.info("%s/%s QC: %s", suite, model, qc_mod.qc_summary(issues))
-    samples = read_per_prompt(model_dir, manifest)
+    samples = read_per_prompt(model_dir, manifest, files)
     paths["stats"] = write_json(model_dir / "stats.json",
                                 _stats_record(suite, model, issues, table, cfg, samples))
     paths["qc"] = write_json(model_dir / "qc.json", _qc_record(suite, model, issues))

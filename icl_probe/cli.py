@@ -22,15 +22,60 @@ log = logging.getLogger("icl_probe")
 
 
 def _settings(args) -> dict:
-    """Probe/runtime/stats settings: --settings-file FILE (the workflow writes it), else
-    --settings JSON, else --config FILE, else defaults."""
-    if getattr(args, "settings_file", None):
-        return read_json(args.settings_file)
+    """Probe/runtime/stats settings: --settings-file FILE ... (the workflow writes one per probe;
+    several are merged, :func:`merge_settings`), else --settings JSON, else --config FILE, else defaults."""
+    files = getattr(args, "settings_file", None)
+    if files:
+        files = [files] if isinstance(files, str) else list(files)
+        return merge_settings([read_json(f) for f in files], [str(f) for f in files])
     if getattr(args, "settings", None):
         return json.loads(args.settings)
     if getattr(args, "config", None):
         return load_config(args.config)
     return validate_config({"suites": {"none": {"source": "hub", "models": {"none": {"repo_id": "a/b"}}}}})
+
+
+
+
+def merge_settings(parts: list[dict], names: list[str] | None = None) -> dict:
+    """One settings dict from several per-probe settings files (``results/settings/probes/{probe}.json``).
+
+    ``probes.enabled`` and ``probes.external`` are the unions in the given order (a built-in
+    probe's file names no third-party module), the probe sections are merged, and the shared
+    keys (``probes.seeds``, ``batch_size``, ``bootstrap`` and ``runtime``) must agree: else a
+    ConfigError naming the key and the files.
+    """
+    names = names or [f"settings #{i + 1}" for i in range(len(parts))]
+    if len(parts) == 1:
+        return parts[0]
+    merged: dict = {}
+    probes: dict = {}
+    unions: dict[str, list] = {}  # probes.enabled, probes.external
+    where: dict = {}  # key -> the file it was first taken from
+
+    def agree(key: str, value, name: str, into: dict, field: str):
+        if field in into and into[field] != value:
+            raise ConfigError(f"the settings files disagree on {key}: {where[key]} has {json.dumps(into[field])}, "
+                              f"{name} has {json.dumps(value)}; rewrite them from one config (snakemake reruns "
+                              "the settings rule)")
+        into.setdefault(field, value)
+        where.setdefault(key, name)
+
+    for part, name in zip(parts, names):
+        if not isinstance(part, dict):
+            raise ConfigError(f"{name} is not a settings file (no JSON object)")
+        for key, value in part.items():
+            if key != "probes":
+                agree(key, value, name, merged, key)
+        inner = part.get("probes") or {}
+        for key, value in inner.items():
+            if key in ("enabled", "external"):
+                have = unions.setdefault(key, [])
+                have += [p for p in value if p not in have]
+            else:
+                agree(f"probes.{key}", value, name, probes, key)
+    merged["probes"] = {**probes, **unions}
+    return merged
 
 
 def _stats_settings(args) -> dict:
@@ -102,8 +147,15 @@ def cmd_prompts(args) -> None:
     make_prompts(
         manifest["repo_id"], _first_probed(manifest), args.out, settings,
         cache_dir=manifest.get("cache_dir") or args.cache_dir,
-        local_files_only=manifest.get("source") != "hub",
+        local_files_only=manifest.get("source") != "hub", probe=args.probe,
     )
+
+
+def _prompt_paths(given: list[str]):
+    """--prompts: one folder of ``{probe}.json``, or prompt files."""
+    if len(given) == 1 and Path(given[0]).is_dir():
+        return Path(given[0])
+    return [Path(p) for p in given]
 
 
 def cmd_probe(args) -> None:
@@ -128,9 +180,10 @@ def cmd_probe(args) -> None:
     if not meta["repo_id"]:
         raise ConfigError("probe needs --model REPO_ID (or --manifest FILE from the workflow)")
     out = Path(args.out)
-    prompts = args.prompts
-    if not prompts:
-        prompts = out / "prompts.json"
+    if args.prompts:
+        prompts = _prompt_paths(args.prompts)
+    else:
+        prompts = out / "prompts"
         make_prompts(meta["repo_id"], args.revision, prompts, settings,
                      cache_dir=args.cache_dir, local_files_only=local_only)
     probe_checkpoint(
@@ -138,7 +191,7 @@ def cmd_probe(args) -> None:
         cache_dir=args.cache_dir, local_files_only=local_only,
         device=settings["runtime"]["device"], dtype=settings["runtime"]["dtype"],
         provenance=provenance, step=meta["step"], tokens=meta["tokens"],
-        suite=meta["suite"], model=meta["model"],
+        suite=meta["suite"], model=meta["model"], keep_current=args.keep_current,
     )
 
 
@@ -165,7 +218,7 @@ def cmd_aggregate(args) -> None:
             raise ConfigError("aggregate --table needs --out DIR")
         aggregate.aggregate_table(args.table, args.out, stats)
     elif args.model_dir and args.manifest:
-        aggregate.aggregate_model(args.model_dir, args.manifest, stats)
+        aggregate.aggregate_model(args.model_dir, args.manifest, stats, results=args.results)
     else:
         raise ConfigError("aggregate needs either --table FILE.csv --out DIR, or --model-dir DIR --manifest FILE")
 
@@ -203,14 +256,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dest", required=True)
     s.set_defaults(func=cmd_fetch)
 
-    s = sub.add_parser("prompts", help="write a model's prompt sets (once per model)")
+    s = sub.add_parser("prompts", help="write a model's prompt files (once per model and probe)")
     s.add_argument("--manifest", required=True)
-    s.add_argument("--settings-file", help="probe and runtime settings as a JSON file (the workflow's "
-                                           "results/settings/probes.json)")
+    s.add_argument("--probe", help="write this probe's prompt file at --out (the workflow's way); without it, "
+                                   "--out is a folder and every enabled probe's file is written there")
+    s.add_argument("--settings-file", nargs="+", help="probe and runtime settings as JSON file(s) (the "
+                                                      "workflow's results/settings/probes/{probe}.json)")
     s.add_argument("--settings", help="probe and runtime settings as JSON")
     s.add_argument("--config", help="a config.yaml to take settings from")
     s.add_argument("--cache-dir")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="the prompt file (with --probe), else a folder")
     s.set_defaults(func=cmd_prompts)
 
     s = sub.add_parser("probe", help="run every enabled probe on one checkpoint, from one model load")
@@ -218,19 +273,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--revision", required=True, help="branch, e.g. step1000")
     s.add_argument("--out", required=True, help="folder for one JSON per probe")
     s.add_argument("--manifest", help="the workflow's manifest.json (gives repo, step, tokens, provenance)")
-    s.add_argument("--prompts", help="prompt file; made from the model's tokenizer if absent")
+    s.add_argument("--prompts", nargs="+", help="prompt files, or one folder of {probe}.json; made from the "
+                                                "model's tokenizer into OUT/prompts/ if absent")
     s.add_argument("--cache-dir", help="Hugging Face cache folder the checkpoint is in or goes to")
     s.add_argument("--local-files-only", action="store_true", help="never touch the network")
-    s.add_argument("--settings-file", help="probe and runtime settings as a JSON file (the workflow's "
-                                           "results/settings/probes.json)")
+    s.add_argument("--settings-file", nargs="+",
+                   help="probe and runtime settings as JSON file(s); the workflow passes one per enabled probe "
+                        "(results/settings/probes/{probe}.json), merged: enabled probes in the given order, "
+                        "shared settings must agree")
     s.add_argument("--settings", help="probe and runtime settings as JSON")
     s.add_argument("--config", help="a config.yaml to take probe and runtime settings from")
     s.add_argument("--threads", type=int, help="CPU threads torch may use (default: torch's own choice)")
+    s.add_argument("--keep-current", action="store_true",
+                   help="leave a probe's result file untouched when it is current (same settings, prompts, "
+                        "code, versions and checkpoint); the model is loaded only if some probe has to run")
     s.set_defaults(func=cmd_probe)
 
     s = sub.add_parser("aggregate", help="per-model table, statistics and QC")
     s.add_argument("--model-dir")
     s.add_argument("--manifest")
+    s.add_argument("--results", nargs="*", help="exactly the result files to read (the workflow passes its "
+                                                "inputs); default: MODEL_DIR/{revision}/{probe}.json of the "
+                                                "stats settings' probes")
     s.add_argument("--table", help="a CSV with one row per (model, step), produced elsewhere")
     s.add_argument("--out")
     s.add_argument("--stats-settings-file", help="stats settings as a JSON file (the workflow's "

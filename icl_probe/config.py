@@ -60,21 +60,14 @@ def _describe(error) -> str:
     return f"'{key}': {error.message}"
 
 
-def validate_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Check ``config`` against the schema and return a copy with defaults filled.
-
-    Raises:
-        ConfigError: naming the first invalid key (dotted path) and the allowed values.
-    """
+def _validated(instance: Any, schema: dict) -> Any:
+    """A copy of ``instance`` with the schema's defaults filled; ConfigError naming the first bad key."""
     from jsonschema import Draft202012Validator, validators
 
-    if not isinstance(config, dict):
-        raise ConfigError(f"the configuration must be a mapping of keys to values, not {type(config).__name__}")
-    schema = load_schema()
-    errors = sorted(Draft202012Validator(schema).iter_errors(config),
-                    key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    errors = list(Draft202012Validator(schema).iter_errors(instance))
     if errors:
         # Report the most specific error first: errors deeper in the tree name the key.
+        errors.sort(key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
         deepest = max(errors, key=lambda e: len(e.absolute_path))
         raise ConfigError(f"invalid configuration: {_describe(deepest)}")
 
@@ -84,9 +77,55 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
                 instance[name] = copy.deepcopy(sub["default"])
         yield from Draft202012Validator.VALIDATORS["properties"](validator, properties, instance, schema)
 
-    filled = copy.deepcopy(config)
-    DefaultFilling = validators.extend(Draft202012Validator, {"properties": set_defaults})
-    DefaultFilling(schema).validate(filled)
+    filled = copy.deepcopy(instance)
+    validators.extend(Draft202012Validator, {"properties": set_defaults})(schema).validate(filled)
+    return filled
+
+
+def probe_registry(section: dict[str, Any]) -> dict:
+    """The probes ``probes.external`` adds to ours; a broken probe module is a ConfigError."""
+    from icl_probe.probes.base import ProbeDefinitionError
+    from icl_probe.probes.registry import registry
+
+    try:
+        return registry(section.get("external", ()))
+    except ProbeDefinitionError as e:
+        raise ConfigError(f"invalid configuration: 'probes.external': {e}") from None
+
+
+def _fill_probes(section: dict[str, Any]) -> dict[str, Any]:
+    """``probes`` with ``enabled`` defaulted and each probe's section checked against its own schema."""
+    from icl_probe.probes.registry import BUILTIN
+
+    probes = probe_registry(section)
+    section = {**section, "enabled": list(section.get("enabled", BUILTIN))}
+    unknown = [n for n in section["enabled"] if n not in probes]
+    if unknown:
+        raise ConfigError(
+            f"invalid configuration: 'probes.enabled' names unknown probe(s) {', '.join(map(repr, unknown))}; "
+            f"known probes: {', '.join(probes)}; a probe of your own is loaded by naming its module or .py "
+            "file in probes.external (docs/probes.md)")
+    shared = load_schema()["properties"]["probes"]["properties"]
+    schema = {"type": "object", "properties": {"probes": {
+        "type": "object", "additionalProperties": False,
+        "properties": {**shared, **{name: p.schema() for name, p in probes.items()}}}}}
+    return _validated({"probes": section}, schema)["probes"]
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Check ``config`` against the schema and return a copy with defaults filled.
+
+    The ``probes`` section is checked against the probe registry: ``enabled`` names
+    registered probes (ours and ``probes.external``), and each ``probes.<name>``
+    against that probe's own settings schema.
+
+    Raises:
+        ConfigError: naming the first invalid key (dotted path) and the allowed values.
+    """
+    if not isinstance(config, dict):
+        raise ConfigError(f"the configuration must be a mapping of keys to values, not {type(config).__name__}")
+    filled = _validated(config, load_schema())
+    filled["probes"] = _fill_probes(filled["probes"])
     check_semantics(filled)
     return filled
 
@@ -109,13 +148,10 @@ def context_length(rec: dict[str, Any]) -> int | None:
 
 
 def prompt_lengths(probes: dict[str, Any]) -> dict[str, tuple[str, int]]:
-    """Longest prompt (tokens) of each token-count-determined probe, with the setting that sets it."""
-    return {
-        "induction": ("probes.induction.block_len", 2 * probes["induction"]["block_len"]),
-        "attention_sinks": ("probes.attention_sinks.seq_len", probes["attention_sinks"]["seq_len"]),
-        "associative_recall": ("probes.associative_recall.n_pairs",
-                               2 * probes["associative_recall"]["n_pairs"] + 1),
-    }
+    """Longest prompt (tokens) of each enabled token-count-determined probe, with the setting that sets it."""
+    registered = probe_registry(probes)
+    return {name: registered[name].prompt_length(probes[name]) for name in probes["enabled"]
+            if registered[name].prompt_length is not None}
 
 
 def check_semantics(cfg: dict[str, Any]) -> None:
@@ -124,10 +160,11 @@ def check_semantics(cfg: dict[str, Any]) -> None:
     if rt["device"] == "cpu" and rt["dtype"] == "float16":
         raise ConfigError("invalid configuration: 'runtime.dtype' float16 cannot run on device cpu "
                           "(half-precision kernels are missing or slow on CPU); allowed on cpu: float32, bfloat16")
-    ar = cfg["probes"]["associative_recall"]
-    if 2 * ar["n_pairs"] > ar["n_items"]:
-        raise ConfigError(f"invalid configuration: 'probes.associative_recall.n_pairs' is {ar['n_pairs']}, but "
-                          f"{ar['n_pairs']} distinct keys and values need 2 x n_pairs <= n_items ({ar['n_items']})")
+    registered = probe_registry(cfg["probes"])
+    for name in cfg["probes"]["enabled"]:
+        problem = registered[name].check_settings and registered[name].check_settings(cfg["probes"][name])
+        if problem:
+            raise ConfigError(f"invalid configuration: {problem}")
     for rec in models(cfg):
         if rec.get("stage", 1) != 1:
             raise ConfigError(
@@ -148,9 +185,8 @@ def check_semantics(cfg: dict[str, Any]) -> None:
         n_ctx = context_length(rec)
         if n_ctx is None:
             continue
-        enabled = set(cfg["probes"]["enabled"])
         for probe, (key, length) in prompt_lengths(cfg["probes"]).items():
-            if probe in enabled and length > n_ctx:
+            if length > n_ctx:
                 raise ConfigError(
                     f"invalid configuration: '{key}' gives {probe} prompts of {length} tokens, longer than "
                     f"the {n_ctx}-token context of {rec['repo_id']} (model {rec['suite']}/{rec['model']}); "

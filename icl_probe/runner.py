@@ -26,7 +26,7 @@ from icl_probe.hub.integrity import check_cached_checkpoint
 from icl_probe.io import read_json, write_json
 from icl_probe.lens import Lens
 from icl_probe.probes.common import summarise
-from icl_probe.probes.registry import external_of, get, registry
+from icl_probe.probes.registry import external_of, get, registry, source_sha256
 from icl_probe.prompts import (
     PromptError, build_probe_prompts, build_prompts, check_context, load_prompts, prompt_settings,
     prompt_sources, sequences_of, write_prompts,
@@ -285,7 +285,10 @@ def probe_checkpoint(
     }
 
     def record_head(name: str) -> dict:
-        prov = {**base_prov, "prompts_sha256": prompts[get(name, external_of(settings)).prompt_source]["prompts_sha256"]}
+        probe = get(name, external_of(settings))
+        prov = {**base_prov, "prompts_sha256": prompts[probe.prompt_source]["prompts_sha256"]}
+        if source_sha256(probe):
+            prov["probe_sha256"] = source_sha256(probe)  # a third-party probe's own code
         return {**header, "probe": name, "settings": _result_settings(settings, name), "provenance": prov}
 
     out_dir = Path(out_dir)

@@ -1,4 +1,5 @@
-# Per model: the tidy per-checkpoint table, statistics across training and QC.
+# Per model: the tidy per-checkpoint table, statistics across training and QC, from
+# exactly the result files of the enabled probes (--results), never a folder's every file.
 
 
 rule aggregate:
@@ -20,4 +21,4 @@ rule aggregate:
         model_dir=lambda w: f"{RESULTS}/{w.suite}/{w.model}",
     shell:
         "icl-probe aggregate --model-dir {params.model_dir} --manifest {input.manifest}"
-        " --stats-settings-file {input.settings} > {log} 2>&1"
+        " --results {input.results} --stats-settings-file {input.settings} > {log} 2>&1"

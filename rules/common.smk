@@ -19,6 +19,8 @@ from icl_probe.config import (
 )
 from icl_probe.locks import clear_stale_locks, record_owner
 from icl_probe.plan import planned_revisions
+from icl_probe.probes.registry import BUILTIN
+from icl_probe.prompts import prompt_sources
 
 if workflow.overwrite_configfiles:
     # A --configfile (a preset) replaces config.yaml instead of merging into it,
@@ -36,14 +38,25 @@ RESULTS = config["results_dir"]
 MINI_CACHE = config["minisuite"]["cache_dir"]
 MODELS = models(config)
 PROBES = config["probes"]["enabled"]
+# third-party probe modules (module paths or .py files), read by every job through its settings
+EXTERNAL = list(config["probes"].get("external", []))
+try:
+    # the probes whose prompt files the enabled probes read (a probe may borrow another's)
+    PROMPT_SOURCES = prompt_sources(config["probes"])
+except Exception as e:  # a third-party probe that does not load: say which and why
+    if not getattr(e, "user_facing", False):
+        raise
+    raise WorkflowError(f"invalid configuration: {e}") from None
 
 
 wildcard_constraints:
     suite="[A-Za-z0-9][A-Za-z0-9_.-]*",
     model="[A-Za-z0-9][A-Za-z0-9_.-]*",
-    revision="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    # never the model folder's prompts/ (the prompt files lie there, not a revision's results)
+    revision="(?!prompts/)[A-Za-z0-9][A-Za-z0-9_.-]*",
     name="[A-Za-z0-9][A-Za-z0-9_.-]*",
-    kind="probes|stats",
+    kind="probes/[A-Za-z_][A-Za-z0-9_]*|stats",
+    probe="[A-Za-z_][A-Za-z0-9_]*",
 
 
 def record(w):
@@ -75,25 +88,67 @@ def built_minisuite(w):
     return f"{MINI_CACHE}/models--mini--{minisuite_name(rec)}"
 
 
-# The settings jobs read, by kind: probes (prompts and probe jobs), stats (aggregate, figures).
+def probe_settings(probe):
+    """The settings of one probe's jobs: the shared probe settings, ``enabled: [probe]``, its
+    section and that of the probe whose prompts it reads, and the runtime. One file per
+    probe, so enabling another probe or changing one probe's section leaves the others' as they are.
+    """
+    section = config["probes"]
+    shared = {
+        k: section[k] for k in ("seeds", "batch_size", "bootstrap") if k in section
+    }
+    own = {
+        name: section.get(name, {})
+        for name in dict.fromkeys(
+            [probe, *prompt_sources({**section, "enabled": [probe]})]
+        )
+    }
+    # a built-in probe's file does not name the third-party modules: adding one leaves it as it is
+    external = [] if set(own) <= set(BUILTIN) else EXTERNAL
+    return {
+        "probes": {**shared, "external": external, "enabled": [probe], **own},
+        "runtime": config["runtime"],
+    }
+
+
+# The settings jobs read, by kind: probes/{probe} (that probe's prompts and the probe jobs),
+# stats (aggregate, figures).
 SETTINGS = {
-    "probes": {"probes": config["probes"], "runtime": config["runtime"]},
+    **{
+        f"probes/{p}": probe_settings(p) for p in dict.fromkeys(PROBES + PROMPT_SOURCES)
+    },
     "stats": {
         **config["stats"],
         "n_seeds": len(config["probes"]["seeds"]),
         "probes": PROBES,
+        "external": EXTERNAL,
     },
 }
 
 
 def settings_json(w):
     """The settings of kind ``w.kind`` as sorted JSON: the settings rule's params."""
+    if w.kind not in SETTINGS:
+        raise WorkflowError(
+            f"no settings file {w.kind}: not an enabled probe ({', '.join(PROBES)})"
+        )
     return json.dumps(SETTINGS[w.kind], sort_keys=True)
 
 
 def settings_file(kind):
-    """The settings file of ``kind`` that the settings rule writes (an input of the jobs)."""
+    """The settings file of ``kind`` (``probes/{probe}`` or ``stats``) that the settings rule
+    writes (an input of the jobs)."""
     return f"{RESULTS}/settings/{kind}.json"
+
+
+# third-party probe files: a probe job's input, so an edited probe reruns the jobs (which
+# recompute only that probe: its result records the file's checksum)
+EXTERNAL_FILES = [p for p in EXTERNAL if p.endswith(".py")]
+
+
+def prompt_files(w):
+    """The model's prompt files the probe job reads: one per probe in PROMPT_SOURCES."""
+    return [f"{RESULTS}/{w.suite}/{w.model}/prompts/{p}.json" for p in PROMPT_SOURCES]
 
 
 try:
@@ -138,7 +193,10 @@ def per_model_outputs():
     ]
 
 
-FIGURES = ["emergence", "coemergence", "contraction", "lifecycle", "layer_readout"]
+# ours, then one figure of every scalar of the enabled probes that are not ours
+FIGURES = ["emergence", "coemergence", "contraction", "lifecycle", "layer_readout"] + (
+    ["probe_scalars"] if set(PROBES) - set(BUILTIN) else []
+)
 
 
 def figure_outputs():

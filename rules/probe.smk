@@ -1,32 +1,38 @@
-# Prompt sets once per model; then one job per checkpoint that loads the model
+# Prompt files once per model and probe; then one job per checkpoint that loads the model
 # once and runs every enabled probe.
 
 
 rule prompts:
     input:
         manifest=f"{RESULTS}/{{suite}}/{{model}}/manifest.json",
-        settings=settings_file("probes"),
+        settings=settings_file("probes/{probe}"),
     output:
-        f"{RESULTS}/{{suite}}/{{model}}/prompts.json",
+        f"{RESULTS}/{{suite}}/{{model}}/prompts/{{probe}}.json",
     log:
-        "logs/{suite}/{model}/prompts.log",
+        "logs/{suite}/{model}/prompts/{probe}.log",
     conda:
         "../envs/icl-probe.yaml"
     params:
         cache="resources/tokenizers",
     shell:
-        "icl-probe prompts --manifest {input.manifest} --settings-file {input.settings}"
-        " --cache-dir {params.cache} --out {output} > {log} 2>&1"
+        "icl-probe prompts --manifest {input.manifest} --probe {wildcards.probe}"
+        " --settings-file {input.settings} --cache-dir {params.cache} --out {output} > {log} 2>&1"
 
 
+# The results are update() outputs, which Snakemake keeps instead of deleting before the
+# job reruns: a newly enabled probe, or one probe's changed settings file, reruns the job,
+# which (--keep-current) computes only the probes whose result is not current and leaves
+# the others' files as they are (Snakemake then only refreshes their mtime); if the job
+# fails, Snakemake restores the previous files.
 rule probe:
     input:
         manifest=f"{RESULTS}/{{suite}}/{{model}}/manifest.json",
-        prompts=f"{RESULTS}/{{suite}}/{{model}}/prompts.json",
+        prompts=prompt_files,
         checkpoint=checkpoint_files,
-        settings=settings_file("probes"),
+        settings=[settings_file(f"probes/{p}") for p in PROBES],
+        probe_code=EXTERNAL_FILES,
     output:
-        [f"{RESULTS}/{{suite}}/{{model}}/{{revision}}/{probe}.json" for probe in PROBES],
+        [update(f"{RESULTS}/{{suite}}/{{model}}/{{revision}}/{p}.json") for p in PROBES],
     log:
         "logs/{suite}/{model}/{revision}/probe.log",
     benchmark:
@@ -44,4 +50,4 @@ rule probe:
     shell:
         "icl-probe probe --manifest {input.manifest} --revision {wildcards.revision}"
         " --prompts {input.prompts} --cache-dir {params.cache} --settings-file {input.settings}"
-        " --threads {threads} --out {params.out} > {log} 2>&1"
+        " --keep-current --threads {threads} --out {params.out} > {log} 2>&1"

@@ -1,6 +1,6 @@
 # The settings the jobs read, written once from the config as small JSON files
-# (results/settings/probes.json, results/settings/stats.json) instead of carried on
-# every job's command line. Snakemake reruns this rule only when its params (the
+# (results/settings/probes/{probe}.json, one per probe, and results/settings/stats.json)
+# instead of carried on every job's command line. Snakemake reruns this rule only when its params (the
 # settings) change; the jobs that read the file then rerun, as its newer input.
 # An unchanged config leaves the files, and everything after them, as they are
 # (editing this rule's code reruns it, and so every job after it).

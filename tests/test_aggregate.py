@@ -261,3 +261,38 @@ def test_published_table_with_sparse_heldout_columns_keeps_every_statistic(tmp_p
                 "er_decay_ci_lo", "sa_decay_ci_hi", "zero_crossing_lo_tokens"):
         assert col in summary.columns
     assert summary.loc["pub", "peak_er_ci_lo"] < 1.6 < summary.loc["pub", "peak_er_ci_hi"]
+
+
+def test_aggregate_reads_the_enabled_probes_not_every_file_in_the_folder(tmp_path):
+    """A disabled probe's old result in the revision folders, and the prompt files, do not reach the
+    table: aggregate reads the result files given (the workflow's inputs) or those of the stats
+    settings' probes, and its QC expects exactly those."""
+    from icl_probe import SCHEMA_VERSION
+    from icl_probe.stats.table import read_table
+
+    d = tmp_path / "mini" / "m"
+    manifest = write_model(d, "mini", "m")
+    revisions = [e["revision"] for e in read_json(manifest)["revisions"]]
+    for rev in revisions:
+        old = json.dumps({"schema_version": SCHEMA_VERSION, "probe": "associative_recall_old",
+                                      "revision": rev, "scalars": {"stale": 1.0}})
+        (d / rev / "associative_recall_old.json").write_text(old)
+    (d / "prompts").mkdir()
+    (d / "prompts" / "induction.json").write_text(json.dumps({"probe": "induction", "sets": []}))
+    enabled = ["gd_readout", "induction"]
+    cfg = {**CFG, "probes": enabled}
+    paths = aggregate_model(d, manifest, cfg)
+    listed = read_table(paths["table"])
+    assert "stale" not in listed and "ar_acc" not in listed and "sink_rate_eps" not in listed
+    assert {"error_reduction", "total_contraction"} <= set(listed.columns)
+    assert read_json(paths["qc"])["status"] == "clean"
+    listed_bytes = paths["table"].read_bytes()
+
+    given = [d / rev / f"{p}.json" for rev in revisions for p in enabled] + [d / "prompts" / "induction.json"]
+    paths = aggregate_model(d, manifest, cfg, results=given)
+    assert paths["table"].read_bytes() == listed_bytes
+    assert read_json(paths["qc"])["status"] == "clean"
+
+    # a revision whose given results lack an enabled probe is a missing checkpoint
+    paths = aggregate_model(d, manifest, cfg, results=[p for p in given if p != d / revisions[3] / "induction.json"])
+    assert read_json(paths["qc"])["issues"][0]["revisions"] == [revisions[3]]

@@ -86,3 +86,101 @@ def test_probe_threads_reach_torch_and_a_bad_count_is_refused(tmp_path, capsys):
     code = main(["probe", "--manifest", str(model_dir / "manifest.json"), "--revision", "step0",
                  "--out", str(tmp_path / "out"), "--threads", "0"])
     assert code == 2 and "--threads must be at least 1" in capsys.readouterr().err
+
+
+def test_aggregate_results_are_exactly_the_files_given(tmp_path):
+    """--results FILE ... (what the workflow passes): a disabled probe's old result lying in the
+    revision folders is not in the table; without --results the stats settings' probes decide."""
+    from icl_probe import SCHEMA_VERSION
+    from icl_probe.stats.table import read_table
+
+    model_dir = tmp_path / "mini" / "m"
+    steps = (0, 1, 2, 4, 8)
+    write_model(model_dir, "mini", "m", steps=steps)
+    for s in steps:
+        (model_dir / f"step{s}" / "old.json").write_text(json.dumps(
+            {"schema_version": SCHEMA_VERSION, "probe": "old", "scalars": {"stale": 1.0}}))
+    manifest = str(model_dir / "manifest.json")
+    given = [str(model_dir / f"step{s}" / f"{p}.json") for s in steps for p in ("gd_readout", "induction")]
+    assert main(["aggregate", "--model-dir", str(model_dir), "--manifest", manifest, "--results", *given,
+                 "--stats-settings", json.dumps({"bootstrap": 10, "probes": ["gd_readout", "induction"]})]) == 0
+    table = read_table(model_dir / "table.csv")
+    assert "stale" not in table and "ar_acc" not in table and "error_reduction" in table
+    assert json.loads((model_dir / "qc.json").read_text())["status"] == "clean"
+    first = (model_dir / "table.csv").read_bytes()
+    assert main(["aggregate", "--model-dir", str(model_dir), "--manifest", manifest,
+                 "--stats-settings", json.dumps({"bootstrap": 10, "probes": ["gd_readout", "induction"]})]) == 0
+    assert (model_dir / "table.csv").read_bytes() == first
+
+
+def _probe_settings_file(path, probe, section, seeds=(42, 7)):
+    """A per-probe settings file as the workflow's settings rule writes it."""
+    path.write_text(json.dumps({
+        "probes": {"seeds": list(seeds), "batch_size": 5, "bootstrap": 20, "external": [], "enabled": [probe],
+                   probe: section},
+        "runtime": {"device": "cpu", "dtype": "float32"}}))
+    return str(path)
+
+
+SECTIONS = {"induction": {"block_len": 8, "n_sequences": 6},
+            "associative_recall": {"n_items": 32, "n_pairs": 5, "n_prompts": 6}}
+
+
+def test_several_settings_files_are_merged_and_must_agree(tmp_path, capsys):
+    from icl_probe.cli import _settings, build_parser
+
+    a = _probe_settings_file(tmp_path / "a.json", "induction", SECTIONS["induction"])
+    b = _probe_settings_file(tmp_path / "b.json", "associative_recall", SECTIONS["associative_recall"])
+    args = build_parser().parse_args(["probe", "--revision", "step0", "--out", str(tmp_path / "o"),
+                                      "--settings-file", b, a])
+    merged = _settings(args)
+    assert merged["probes"]["enabled"] == ["associative_recall", "induction"]  # the given order
+    assert merged["probes"]["induction"] == SECTIONS["induction"]
+    assert merged["probes"]["associative_recall"] == SECTIONS["associative_recall"]
+    assert merged["probes"]["seeds"] == [42, 7] and merged["runtime"]["device"] == "cpu"
+
+    c = _probe_settings_file(tmp_path / "c.json", "associative_recall", SECTIONS["associative_recall"], seeds=(1,))
+    model_dir = tmp_path / "mini" / "m"
+    write_model(model_dir, "mini", "m", steps=(0, 1, 2))
+    code = main(["probe", "--manifest", str(model_dir / "manifest.json"), "--revision", "step0",
+                 "--out", str(tmp_path / "out"), "--settings-file", a, c])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "probes.seeds" in err and "a.json" in err and "c.json" in err
+
+
+def test_keep_current_twice_rewrites_nothing_and_loads_nothing(saved_model, tmp_path, monkeypatch):
+    """icl-probe probe --keep-current run again with the same settings and prompts: every result is
+    current, so no file is rewritten (bytes and mtimes unchanged) and the model is not loaded."""
+    import transformers
+
+    from icl_probe.runner import make_prompts
+
+    a = _probe_settings_file(tmp_path / "induction.json", "induction", SECTIONS["induction"])
+    b = _probe_settings_file(tmp_path / "associative_recall.json", "associative_recall",
+                             SECTIONS["associative_recall"])
+    settings = {"seeds": [42, 7], "enabled": list(SECTIONS), **SECTIONS}
+    prompts = make_prompts(str(saved_model), None, tmp_path / "prompts", settings)
+    loads = []
+    original = transformers.AutoModelForCausalLM.from_pretrained
+
+    def counting(*args, **kwargs):
+        loads.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", counting)
+    out = tmp_path / "out"
+    argv = ["probe", "--model", str(saved_model), "--revision", "step128", "--out", str(out),
+            "--prompts", *map(str, prompts.values()), "--settings-file", a, b, "--keep-current"]
+    assert main(argv) == 0
+    assert len(loads) == 1
+    files = sorted(out.glob("*.json"))
+    assert [f.name for f in files] == ["associative_recall.json", "induction.json"]
+    before = {f: (f.stat().st_mtime_ns, f.read_bytes()) for f in files}
+    assert main(argv) == 0
+    assert len(loads) == 1  # nothing had to run: no model load
+    assert {f: (f.stat().st_mtime_ns, f.read_bytes()) for f in files} == before
+    assert sorted(out.glob("*.json")) == files
+    # one folder of prompt files works the same
+    assert main(argv[:argv.index("--prompts") + 1] + [str(tmp_path / "prompts")] + argv[argv.index(a) - 1:]) == 0
+    assert len(loads) == 1 and {f: (f.stat().st_mtime_ns, f.read_bytes()) for f in files} == before

@@ -36,7 +36,7 @@ def test_default_config_is_valid_and_defaults_are_filled(default_config):
          "suites.mini.models.pythia-s.revisions", "log:N"),
         (lambda c: c["probes"].__setitem__("seeds", [1, 1]), "probes.seeds", "duplicate"),
         (lambda c: c["probes"].__setitem__("seeds", [-1]), "probes.seeds.0", "minimum"),
-        (lambda c: c["probes"].__setitem__("enabled", ["gd_readout", "nope"]), "probes.enabled.1", "induction"),
+        (lambda c: c["probes"].__setitem__("enabled", ["gd_readout", "nope"]), "probes.enabled", "induction"),
         (lambda c: c["suites"]["mini"].__setitem__("source", "s3"), "suites.mini.source", "minisuite"),
         (lambda c: c["suites"]["mini"]["models"]["pythia-s"].__setitem__("repo_id", "../../etc"),
          "suites.mini.models.pythia-s.repo_id", "owner/name"),
@@ -149,3 +149,74 @@ def test_context_check_uses_the_known_pythia_context(default_config):
     default_config["probes"]["induction"]["block_len"] = 1025
     with pytest.raises(ConfigError, match="2048-token context of EleutherAI/pythia-70m"):
         validate_config(default_config)
+
+
+# ---------------------------------------------------------------- the probes section reads the registry
+EXAMPLE = REPO / "docs" / "examples" / "counting.py"
+
+
+def test_enabled_defaults_to_every_builtin_probe(default_config):
+    from icl_probe.probes.registry import BUILTIN
+
+    del default_config["probes"]["enabled"]
+    cfg = validate_config(default_config)
+    assert cfg["probes"]["enabled"] == list(BUILTIN)
+    assert cfg["probes"]["external"] == []
+
+
+def test_an_external_probe_is_validated_and_filled_from_its_own_schema(default_config):
+    default_config["probes"].update(external=[str(EXAMPLE)], enabled=["gd_readout", "counting"])
+    cfg = validate_config(default_config)
+    assert cfg["probes"]["counting"] == {"length": 4, "n_prompts": 16}  # the example's defaults
+    default_config["probes"]["counting"] = {"length": 9}
+    with pytest.raises(ConfigError, match=r"'probes\.counting\.length' is 9: .*maximum of 8"):
+        validate_config(default_config)
+    default_config["probes"]["counting"] = {"lenght": 4}
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) 'lenght' under 'probes\.counting'; allowed keys: "
+                                          r"length, n_prompts"):
+        validate_config(default_config)
+
+
+def test_an_external_probe_not_loaded_is_an_unknown_name(default_config):
+    default_config["probes"]["enabled"] = ["gd_readout", "counting"]
+    with pytest.raises(ConfigError, match=r"'probes\.enabled' names unknown probe\(s\) 'counting'; known probes: "
+                                          r"gd_readout, .*probes\.external"):
+        validate_config(default_config)
+
+
+def test_a_section_of_no_probe_is_named(default_config):
+    default_config["probes"]["induction_typo"] = {"block_len": 8}
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) 'induction_typo' under 'probes'; allowed keys: .*"
+                                          r"associative_recall.*gd_readout"):
+        validate_config(default_config)
+
+
+def test_a_broken_probe_module_is_one_line_naming_it(default_config, tmp_path):
+    bad = tmp_path / "bad_probe.py"
+    bad.write_text("PROBE = 3\n")
+    default_config["probes"]["external"] = [str(bad)]
+    with pytest.raises(ConfigError) as err:
+        validate_config(default_config)
+    msg = str(err.value)
+    assert "\n" not in msg and "'probes.external'" in msg and "bad_probe.py" in msg and "docs/probes.md" in msg
+    missing = tmp_path / "absent.py"
+    default_config["probes"]["external"] = [str(missing)]
+    with pytest.raises(ConfigError, match="absent.py"):
+        validate_config(default_config)
+
+
+def test_a_colliding_name_is_refused(default_config, tmp_path):
+    clash = tmp_path / "clash.py"
+    clash.write_text(EXAMPLE.read_text().replace('name="counting"', 'name="induction"'))
+    default_config["probes"]["external"] = [str(clash)]
+    with pytest.raises(ConfigError, match=r"'probes\.external'.*induction"):
+        validate_config(default_config)
+
+
+def test_semantic_checks_come_from_the_probe(default_config):
+    """check_settings and prompt_length are the probe's; a disabled probe's settings are not held against a run."""
+    default_config["probes"]["associative_recall"] = {"n_pairs": 70, "n_items": 128}
+    with pytest.raises(ConfigError, match=r"'probes\.associative_recall\.n_pairs' is 70"):
+        validate_config(default_config)
+    default_config["probes"]["enabled"] = ["gd_readout", "induction"]
+    assert validate_config(default_config)["probes"]["associative_recall"]["n_pairs"] == 70

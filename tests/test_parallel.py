@@ -89,7 +89,8 @@ def hub_with_digit_tokenizer(tmp_path_factory):
 PROMPT_JOB = """
 import json, sys
 from icl_probe.runner import make_prompts
-make_prompts("mini/pythia-s", "main", sys.argv[1], json.loads(sys.argv[2]), cache_dir=sys.argv[3])
+make_prompts("mini/pythia-s", "main", sys.argv[1], json.loads(sys.argv[2]), cache_dir=sys.argv[3],
+             probe="gd_readout")
 """
 
 
@@ -100,7 +101,7 @@ def _sha256(path: Path) -> str:
 def test_concurrent_prompt_jobs_share_one_tokenizer_cache(hub_with_digit_tokenizer, small_settings, tmp_path):
     root, repo = hub_with_digit_tokenizer
     cache = tmp_path / "tokenizers"
-    outs = [tmp_path / f"model{k}" / "prompts.json" for k in range(3)] + [tmp_path / "shared" / "prompts.json"] * 2
+    outs = [tmp_path / f"model{k}" / "gd_readout.json" for k in range(3)] + [tmp_path / "shared" / "gd_readout.json"] * 2
     with serve_hub(root) as hub:
         env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_DISABLE_TELEMETRY": "1",
                "HF_HOME": str(tmp_path / "hf-home")}
@@ -136,11 +137,11 @@ def test_parallel_workflow_run_left_every_shared_file_whole(default_workflow):
     assert len(results) > 100
     for p in results:
         json.loads(p.read_text())
-    prompts = list((default_workflow / "results").rglob("prompts.json"))
-    assert len(prompts) == 3
+    prompts = list((default_workflow / "results").rglob("prompts/*.json"))
+    assert len(prompts) == 3 * 4  # one file per model and probe
     for p in prompts:
         digest = read_json(p)["prompts_sha256"]
-        model_dir = p.parent
-        recorded = {read_json(r)["provenance"]["prompts_sha256"] for r in model_dir.glob("*/gd_readout.json")
+        model_dir = p.parent.parent
+        recorded = {read_json(r)["provenance"]["prompts_sha256"] for r in model_dir.glob(f"*/{p.stem}.json")
                     if "provenance" in read_json(r)}
-        assert recorded == {digest}
+        assert recorded == {digest}, p

@@ -169,6 +169,26 @@ def test_a_result_from_other_code_is_not_kept(saved_model, small_settings, tmp_p
     assert (tmp_path / "o" / "associative_recall.json").stat().st_mtime_ns != before
 
 
+def test_an_edited_third_party_probe_is_not_kept(saved_model, small_settings, tmp_path):
+    """The result of a probe defined outside the package records its file's checksum: after an edit
+    the probe is rerun, while our probes' results stay as they are."""
+    mine = tmp_path / "my_counting.py"
+    shutil.copy(EXAMPLE, mine)
+    settings = dict(small_settings, enabled=["induction", "counting"], external=[str(mine)])
+    make_prompts(str(saved_model), None, tmp_path / "p", settings)
+    probe_checkpoint(str(saved_model), None, tmp_path / "o", settings, tmp_path / "p", keep_current=True)
+    result = json.loads((tmp_path / "o" / "counting.json").read_text())
+    assert len(result["provenance"]["probe_sha256"]) == 64
+    assert "probe_sha256" not in json.loads((tmp_path / "o" / "induction.json").read_text())["provenance"]
+    before = {n: (tmp_path / "o" / f"{n}.json").stat().st_mtime_ns for n in ("induction", "counting")}
+    probe_checkpoint(str(saved_model), None, tmp_path / "o", settings, tmp_path / "p", keep_current=True)
+    assert {n: (tmp_path / "o" / f"{n}.json").stat().st_mtime_ns for n in before} == before
+    mine.write_text(mine.read_text() + "# a fix\n")
+    probe_checkpoint(str(saved_model), None, tmp_path / "o", settings, tmp_path / "p", keep_current=True)
+    after = {n: (tmp_path / "o" / f"{n}.json").stat().st_mtime_ns for n in before}
+    assert after["induction"] == before["induction"] and after["counting"] != before["counting"]
+
+
 def test_protocol_errors_name_the_probe_and_the_fix(tmp_path):
     with pytest.raises(ProbeDefinitionError, match=r"nothing\.py.*defines no PROBE.*docs/probes\.md"):
         reg.load_probe_module(_write_probe(tmp_path, "nothing", "X = 1\n"))

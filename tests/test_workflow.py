@@ -124,14 +124,14 @@ def test_second_run_has_nothing_to_do(default_workflow):
 
 @pytest.mark.slow
 def test_unchanged_config_reruns_nothing_and_a_changed_setting_only_what_reads_it(minisuite_scenario, tmp_path):
-    """Settings reach the jobs as results/settings/{probes,stats}.json: a finished run has nothing
-    to do; a changed statistics threshold reruns the aggregates only, a changed probe setting the
-    prompts and probes too."""
+    """Settings reach the jobs as results/settings/probes/{probe}.json and stats.json: a finished run
+    has nothing to do; a changed statistics threshold reruns the aggregates only, a changed probe
+    setting that probe's settings file and prompts (one per model), and the probe jobs too."""
     workdir = minisuite_scenario
     assert "Nothing to be done" in run_snakemake(workdir, "-n").stdout
     settings = json.loads((workdir / "results" / "settings" / "stats.json").read_text())
     assert settings["bootstrap"] == 50 and settings["n_seeds"] == 2
-    probes = json.loads((workdir / "results" / "settings" / "probes.json").read_text())
+    probes = json.loads((workdir / "results" / "settings" / "probes" / "gd_readout.json").read_text())
     assert probes["probes"]["gd_readout"]["n_prompts"] == 16 and probes["runtime"]["device"] == "cpu"
 
     def dry_run_with(edit):
@@ -172,3 +172,52 @@ def test_report_opens_with_the_workflow_and_shows_the_generated_captions(minisui
         first_words = " ".join((minisuite_scenario / "results" / "figures" / f"{name}.rst").read_text().split()[:6])
         assert first_words in page, name
     assert "snakemake.output" not in page and "System Message" not in page  # every include resolved
+
+
+def _result_bytes(root, names) -> dict:
+    """The result files (not the prompt files) of the probes ``names``, path -> bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for name in names
+            for p in sorted((root / "results").glob(f"*/*/*/{name}.json")) if p.parent.name != "prompts"}
+
+
+@pytest.mark.slow
+def test_the_example_probe_runs_through_the_workflow_beside_ours(minisuite_scenario, tmp_path):
+    """docs/examples/counting.py, named in probes.external and enabled on the finished scenario:
+    only its settings, prompts and results are made (ours stay byte for byte), it lands in the
+    table and a figure; disabled again, its files stay on disk but leave the table."""
+    from icl_probe.probes.registry import BUILTIN
+
+    workdir = tmp_path / "w"
+    shutil.copytree(minisuite_scenario, workdir, symlinks=True)
+    ours = _result_bytes(workdir, BUILTIN)
+    assert len(ours) == 4 * 6
+    cfg = scenario_config("minisuite")
+    cfg["probes"].update(external=[str(REPO / "docs" / "examples" / "counting.py")],
+                         enabled=[*BUILTIN, "counting"])
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    dry = run_snakemake(workdir, "-n").stdout
+    # settings: probes/counting.json and stats.json (its probe list); ours are unchanged
+    assert _job_counts(dry) == {"settings": 2, "prompts": 2, "probe": 6, "aggregate": 2, "figures": 1,
+                                "all": 1, "total": 14}
+    assert "prompts/counting.json" in dry and "prompts/gd_readout.json" not in dry
+    run_snakemake(workdir, "--cores", "2")
+    assert _result_bytes(workdir, BUILTIN) == ours
+    assert len(_result_bytes(workdir, ["counting"])) == 6
+    logs = [p.read_text() for p in sorted(workdir.glob("logs/mini/*/*/probe.log"))]
+    assert len(logs) == 6 and all("counting: computed" in t and "gd_readout: kept" in t for t in logs)
+    for model in ("pythia-s", "olmo2-s"):
+        table = pd.read_csv(workdir / "results" / "mini" / model / "table.csv")
+        assert table["count_acc"].between(0, 1).all() and (table["count_logp"] <= 0).all()
+        recorded = {json.loads(p.read_text())["scalars"]["count_acc"]
+                    for p in (workdir / "results" / "mini" / model).glob("step*/counting.json")}
+        assert set(table["count_acc"]) == recorded
+    assert (workdir / "results" / "figures" / "probe_scalars.png").stat().st_size > 10_000
+    assert "counting" in (workdir / "results" / "figures" / "probe_scalars.rst").read_text()
+
+    cfg["probes"]["enabled"] = list(BUILTIN)  # disabled again: the table is made from ours only
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    run_snakemake(workdir, "--cores", "2")
+    assert len(_result_bytes(workdir, ["counting"])) == 6  # never deleted
+    table = pd.read_csv(workdir / "results" / "mini" / "pythia-s" / "table.csv")
+    assert "count_acc" not in table.columns
+    assert _result_bytes(workdir, BUILTIN) == ours

@@ -10,6 +10,7 @@ an :class:`icl_probe.probes.base.Probe`.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import importlib.util
 import sys
@@ -23,6 +24,7 @@ from icl_probe.probes.base import Probe, ProbeDefinitionError, check_probe
 BUILTIN = ("gd_readout", "induction", "attention_sinks", "associative_recall")
 ENTRY_POINT_GROUP = "icl_probe.probes"
 _LOADED: dict[str, Probe] = {}  # every probe any registry of this process has loaded
+_FILES: dict[int, str] = {}  # id(probe) -> the file of the module that defines it (cached probes live on)
 
 
 @functools.cache
@@ -50,7 +52,18 @@ def load_probe_module(spec: str) -> Probe:
         raise ProbeDefinitionError(f"{where} failed while importing: {type(err).__name__}: {err}") from None
     if not hasattr(module, "PROBE"):
         raise ProbeDefinitionError(f"{where} defines no PROBE; add PROBE = Probe(...) (see docs/probes.md)")
-    return check_probe(module.PROBE, where)
+    probe = check_probe(module.PROBE, where)
+    if getattr(module, "__file__", None):
+        _FILES[id(probe)] = module.__file__
+    return probe
+
+
+def source_sha256(probe: Probe) -> str | None:
+    """SHA-256 of the file defining a third-party ``probe`` (None for ours, which the package's
+    code checksum covers): in its results' provenance, so an edited probe is rerun."""
+    if probe.name in BUILTIN or id(probe) not in _FILES:
+        return None
+    return hashlib.sha256(Path(_FILES[id(probe)]).read_bytes()).hexdigest()
 
 
 def _entry_point_specs() -> list[tuple[str, str]]:
