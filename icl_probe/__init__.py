@@ -8,3 +8,12 @@ suite -> revisions (``hub``) -> checkpoint (``runner``) -> activations (``lens``
 
 __version__ = "0.1.0"
 SCHEMA_VERSION = 1  # of every per-checkpoint result file
+
+
+def __getattr__(name: str):
+    """``icl_probe.probe`` (:func:`icl_probe.api.probe`), imported on first use: ``import icl_probe`` stays light."""
+    if name == "probe":
+        from icl_probe.api import probe
+
+        return probe
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

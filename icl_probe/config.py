@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -80,6 +81,77 @@ def _validated(instance: Any, schema: dict) -> Any:
     filled = copy.deepcopy(instance)
     validators.extend(Draft202012Validator, {"properties": set_defaults})(schema).validate(filled)
     return filled
+
+
+def _deep_update(into: dict, new: Mapping) -> dict:
+    for key, value in new.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _deep_update(into[key], value)
+        else:
+            into[key] = copy.deepcopy(dict(value) if isinstance(value, Mapping) else value)
+    return into
+
+
+def full_schema(config: Mapping) -> dict:
+    """The config schema with each registered probe's section (ours and ``probes.external``) spelled out."""
+    schema = copy.deepcopy(load_schema())
+    section = config.get("probes") if isinstance(config.get("probes"), Mapping) else {}
+    external = section.get("external") if isinstance(section.get("external"), list) else []
+    probes = probe_registry({"external": [str(e) for e in external]})
+    schema["properties"]["probes"]["properties"].update({name: p.schema() for name, p in probes.items()})
+    return schema
+
+
+def coerce(value: Any, schema: dict) -> Any:
+    """``value`` (a ``--config`` value, which Snakemake parses as YAML text: nested numbers stay
+    strings) converted to the types ``schema`` asks for where that is unambiguous."""
+    from jsonschema import Draft202012Validator
+
+    if isinstance(value, Mapping):
+        props, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        return {k: coerce(v, props.get(k, extra if isinstance(extra, dict) else {})) for k, v in value.items()}
+    if isinstance(value, list):
+        return [coerce(v, schema.get("items", {})) for v in value]
+    for sub in schema.get("oneOf", []):
+        converted = coerce(value, sub)
+        if Draft202012Validator(sub).is_valid(converted):
+            return converted
+    if isinstance(value, str):
+        kind = schema.get("type")
+        try:
+            if kind == "integer":
+                return int(value)
+            if kind == "number":
+                return float(value)
+        except ValueError:
+            return value
+        if kind == "boolean" and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if kind == "null" and value.lower() in ("null", "~", ""):
+            return None
+    return value
+
+
+def combine_configs(base: Mapping, overlays: list[Mapping], cli: Mapping | None = None) -> dict:
+    """The run's configuration from config.yaml (``base``), the ``--configfile`` files
+    (``overlays``, in order) and the ``--config KEY=VALUE`` values (``cli``).
+
+    Each overlay extends what came before key by key (nested mappings merge; a list or a
+    value replaces), except ``suites``: an overlay that names suites replaces the suites
+    before it, so a preset analyses its own suites only. ``--config`` values then amend
+    key by key (``suites`` too), converted to the schema's types (``probes={batch_size: 8}``
+    gives the integer 8).
+    """
+    out = copy.deepcopy(dict(base or {}))
+    for overlay in overlays:
+        if not isinstance(overlay, Mapping):
+            raise ConfigError(f"a --configfile must be a mapping of keys to values, not {type(overlay).__name__}")
+        if "suites" in overlay:
+            out.pop("suites", None)
+        _deep_update(out, overlay)
+    if cli:
+        _deep_update(out, coerce(dict(cli), full_schema({**out, **dict(cli)})))
+    return out
 
 
 def probe_registry(section: dict[str, Any]) -> dict:

@@ -96,6 +96,12 @@ def load_checkpoint(repo_id: str, revision: str | None, *, cache_dir=None, local
     return lm.to(device).eval(), tok
 
 
+def model_limits(config) -> dict:
+    """What a model's config bounds in its prompts: ``context_length`` and ``vocab_limit``, the keyword
+    arguments of :func:`icl_probe.prompts.build_probe_prompts`."""
+    return {"context_length": context_length(config), "vocab_limit": getattr(config, "vocab_size", None)}
+
+
 def make_prompts(repo_id: str, revision: str | None, out, settings: dict, cache_dir=None,
                  local_files_only: bool = False, probe: str | None = None):
     """Write prompt files, loading only the tokenizer and config (never the weights).
@@ -112,8 +118,7 @@ def make_prompts(repo_id: str, revision: str | None, out, settings: dict, cache_
     with _checked_files(repo_id, revision, cache_dir, local_files_only):
         config = AutoConfig.from_pretrained(repo_id, revision=revision, cache_dir=cache_dir,
                                             local_files_only=local_files_only)
-    kwargs = dict(context_length=context_length(config), vocab_limit=getattr(config, "vocab_size", None),
-                  source={"repo_id": repo_id, "revision": revision})
+    kwargs = dict(model_limits(config), source={"repo_id": repo_id, "revision": revision})
     if probe is not None:
         return write_prompts(out, build_probe_prompts(tok, probe, settings, **kwargs))
     return {name: write_prompts(Path(out) / f"{name}.json", build_probe_prompts(tok, name, settings, **kwargs))
@@ -190,6 +195,13 @@ def _check_prompts(prompts: dict[str, dict], settings: dict, tok, lm) -> None:
               default=-1)
     if top >= rows:
         raise PromptError(f"the prompt file uses token id {top} but the model has {rows} embedding rows")
+
+
+def pad_id_of(tok, prompts: dict[str, dict]) -> int:
+    """The padding id of the passes: the tokenizer's, else the one the prompt files recorded (eos)."""
+    if tok is not None and tok.pad_token_id is not None:
+        return tok.pad_token_id
+    return next(iter(prompts.values()))["tokenizer"]["pad_id"]
 
 
 @functools.cache
@@ -311,8 +323,7 @@ def probe_checkpoint(
         lm.eval()
     load_seconds = time.perf_counter() - t0
     _check_prompts(prompts, settings, tok, lm)
-    pad_id = tok.pad_token_id if tok is not None and tok.pad_token_id is not None else \
-        next(iter(prompts.values()))["tokenizer"]["pad_id"]
+    pad_id = pad_id_of(tok, prompts)
     lens = Lens(lm)
     passes: dict = {}
     for name in todo:

@@ -3,15 +3,16 @@
 # params functions, stale-lock cleanup and the start-up device check, and the job-resource
 # functions (probe_mem_mb, probe_runtime, fetch_disk_mb, fetch_runtime) that scale with
 # each checkpoint's weight size.
-import copy
 import json
 import os
 
 from snakemake.exceptions import WorkflowError
+from snakemake.common.configfile import load_configfile
 from snakemake.utils import validate
 
 from icl_probe.config import (
     ConfigError,
+    combine_configs,
     device_problem,
     validate_config,
     models,
@@ -22,13 +23,21 @@ from icl_probe.plan import planned_revisions
 from icl_probe.probes.registry import BUILTIN
 from icl_probe.prompts import prompt_sources
 
-if workflow.overwrite_configfiles:
-    # A --configfile (a preset) replaces config.yaml instead of merging into it,
-    # so a preset's suites are the only ones analysed; --config KEY=VALUE still amends.
-    config.clear()
-    config.update(copy.deepcopy(workflow.config_settings.overwrite_config))
-
 try:
+    if workflow.overwrite_configfiles or workflow.config_settings.config:
+        # config.yaml, extended key by key by each --configfile (one naming suites replaces
+        # them: a preset analyses its own suites), then --config amends, coerced to the schema.
+        overlays = [load_configfile(f) for f in workflow.overwrite_configfiles]
+        base_files = workflow.configfiles[len(overlays) :]
+        replace = workflow.config_settings.replace_workflow_config
+        base = (
+            {}
+            if replace
+            else combine_configs({}, [load_configfile(f) for f in base_files])
+        )
+        cli = json.loads(json.dumps(dict(workflow.config_settings.config)))
+        config.clear()
+        config.update(combine_configs(base, overlays, cli))
     config.update(validate_config(config))
 except ConfigError as e:
     raise WorkflowError(str(e)) from None

@@ -220,3 +220,56 @@ def test_semantic_checks_come_from_the_probe(default_config):
         validate_config(default_config)
     default_config["probes"]["enabled"] = ["gd_readout", "induction"]
     assert validate_config(default_config)["probes"]["associative_recall"]["n_pairs"] == 70
+
+
+# ---------------------------------------------------------------- overlays: config.yaml, --configfile, --config
+from icl_probe.config import coerce, combine_configs, full_schema  # noqa: E402
+
+
+def test_a_configfile_extends_config_yaml_key_by_key(default_config):
+    cfg = combine_configs(default_config, [{"runtime": {"dtype": "bfloat16"}, "probes": {"induction": {"block_len": 8}}}])
+    assert cfg["runtime"] == {"device": "cpu", "dtype": "bfloat16"}
+    assert cfg["probes"]["induction"] == {"block_len": 8, "n_sequences": 48}  # the sibling key stays
+    assert cfg["suites"] == default_config["suites"] and cfg["probes"]["seeds"] == [42, 7, 123]
+    assert validate_config(cfg)["runtime"]["dtype"] == "bfloat16"
+    assert default_config["runtime"]["dtype"] == "float32"  # the base is not modified
+
+
+def test_a_configfile_naming_suites_replaces_them(default_config):
+    preset = yaml.safe_load((REPO / "presets" / "pythia.yaml").read_text())
+    cfg = combine_configs(default_config, [preset])
+    assert list(cfg["suites"]) == ["pythia"]
+    # a later file naming suites replaces those of the earlier one; one that does not keeps them
+    other = {"suites": {"own": {"source": "hub", "models": {"m": {"repo_id": "a/b"}}}}}
+    assert list(combine_configs(default_config, [preset, other])["suites"]) == ["own"]
+    assert list(combine_configs(default_config, [preset, {"stats": {"bootstrap": 10}}])["suites"]) == ["pythia"]
+    # --config amends suites key by key
+    amended = combine_configs(default_config, [], {"suites": {"mini": {"models": {"pythia-s": {"revisions": "log:3"}}}}})
+    assert amended["suites"]["mini"]["models"]["pythia-s"] == {"repo_id": "mini/pythia-s", "revisions": "log:3"}
+    assert set(amended["suites"]["mini"]["models"]) == {"pythia-s", "pythia-m", "olmo2-s"}
+
+
+def test_config_values_are_coerced_to_the_schema_types(default_config):
+    # what Snakemake hands over for --config 'probes={batch_size: 8, gd_readout: {k: 3}}' stats=...
+    cli = {"probes": {"batch_size": "8", "seeds": ["1", "2"], "gd_readout": {"k": "3", "pair_format": "{x}={y}"}},
+           "stats": {"readout_checkpoint": "1000", "tau_min": "0.2"}}
+    cfg = validate_config(combine_configs(default_config, [], cli))
+    assert cfg["probes"]["batch_size"] == 8 and cfg["probes"]["seeds"] == [1, 2]
+    assert cfg["probes"]["gd_readout"]["k"] == 3 and cfg["probes"]["gd_readout"]["pair_format"] == "{x}={y}"
+    assert cfg["stats"]["readout_checkpoint"] == 1000 and cfg["stats"]["tau_min"] == 0.2
+    schema = full_schema(default_config)
+    assert coerce({"stats": {"readout_checkpoint": "peak"}}, schema) == {"stats": {"readout_checkpoint": "peak"}}
+    # a value that is not of the type stays as given, and validation names it
+    with pytest.raises(ConfigError, match=r"'probes\.batch_size': 'eight' is not of type 'integer'"):
+        validate_config(combine_configs(default_config, [], {"probes": {"batch_size": "eight"}}))
+
+
+def test_a_third_party_probes_config_values_are_coerced(default_config):
+    cli = {"probes": {"external": [str(EXAMPLE)], "counting": {"length": "5"}}}
+    assert combine_configs(default_config, [], cli)["probes"]["counting"] == {"length": 5}
+
+
+def test_a_misspelled_shared_probe_key_is_an_unknown_key(default_config):
+    default_config["probes"]["batchsize"] = 3
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) 'batchsize' under 'probes'; allowed keys: .*batch_size"):
+        validate_config(default_config)

@@ -43,9 +43,27 @@ def test_presets_scenario_dry_run_plans_both_suites_offline(tmp_path, monkeypatc
     counts = _job_counts(proc.stdout + proc.stderr)
     # pythia-14m log:4 + pythia-70m's 3 named branches + olmo2-1b log:5 (stage 1), each fetched and probed
     assert counts["fetch"] == counts["probe"] == 4 + 3 + 5
-    assert counts["resolve"] == counts["prompts"] == counts["aggregate"] == 3
-    assert counts["settings"] == 2 and counts["figures"] == 1 and "build_minisuite" not in counts
+    assert counts["resolve"] == counts["aggregate"] == 3 and counts["prompts"] == 3 * 4  # per model and probe
+    assert counts["settings"] == 4 + 1 and counts["figures"] == 1 and "build_minisuite" not in counts
     assert not (tmp_path / "results").exists()
+
+
+def test_a_configfile_extends_config_yaml_and_config_values_are_coerced(tmp_path):
+    """A --configfile holding one key extends config.yaml (the mini-suite stays); a --config
+    value reaches the jobs as the schema's type; a preset's suites replace config.yaml's."""
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    (tmp_path / "mine.yaml").write_text("runtime: {device: cpu}\nprobes: {induction: {block_len: 8}}\n")
+    run_snakemake(tmp_path, "--cores", "1", "--configfile", "mine.yaml",
+                  "--config", "probes={batch_size: 8, gd_readout: {k: 3}}",
+                  "--", "results/settings/probes/gd_readout.json", "results/settings/probes/induction.json")
+    gd = json.loads((tmp_path / "results" / "settings" / "probes" / "gd_readout.json").read_text())["probes"]
+    assert gd["batch_size"] == 8 and gd["gd_readout"]["k"] == 3 and gd["gd_readout"]["n_prompts"] == 80
+    ind = json.loads((tmp_path / "results" / "settings" / "probes" / "induction.json").read_text())["probes"]
+    assert ind["induction"] == {"block_len": 8, "n_sequences": 48}
+    out = run_snakemake(tmp_path, "-n", "--configfile", "mine.yaml").stdout
+    assert "mini/pythia-m" in out  # config.yaml's suites are still there
+    out = run_snakemake(tmp_path, "-n", "--configfile", str(REPO / "presets" / "olmo2.yaml")).stdout
+    assert "results/mini/" not in out and "OLMo-2" in out
 
 
 def test_bad_config_fails_before_any_job_with_the_key_named(tmp_path):
@@ -199,7 +217,9 @@ def test_the_example_probe_runs_through_the_workflow_beside_ours(minisuite_scena
     # settings: probes/counting.json and stats.json (its probe list); ours are unchanged
     assert _job_counts(dry) == {"settings": 2, "prompts": 2, "probe": 6, "aggregate": 2, "figures": 1,
                                 "all": 1, "total": 14}
-    assert "prompts/counting.json" in dry and "prompts/gd_readout.json" not in dry
+    made = re.findall(r"output: (\S+)", dry)
+    assert any(o.endswith("prompts/counting.json") for o in made)
+    assert not any(o.endswith("prompts/gd_readout.json") or o.endswith("probes/gd_readout.json") for o in made)
     run_snakemake(workdir, "--cores", "2")
     assert _result_bytes(workdir, BUILTIN) == ours
     assert len(_result_bytes(workdir, ["counting"])) == 6
