@@ -228,9 +228,10 @@ def test_the_example_probe_runs_through_the_workflow_beside_ours(minisuite_scena
     for model in ("pythia-s", "olmo2-s"):
         table = pd.read_csv(workdir / "results" / "mini" / model / "table.csv")
         assert table["count_acc"].between(0, 1).all() and (table["count_logp"] <= 0).all()
-        recorded = {json.loads(p.read_text())["scalars"]["count_acc"]
-                    for p in (workdir / "results" / "mini" / model).glob("step*/counting.json")}
-        assert set(table["count_acc"]) == recorded
+        recorded = sorted(json.loads(p.read_text())["scalars"]["count_logp"]
+                          for p in (workdir / "results" / "mini" / model).glob("*/counting.json")
+                          if p.parent.name != "prompts")
+        assert len(recorded) == 3 and sorted(table["count_logp"]) == pytest.approx(recorded, rel=1e-12)
     assert (workdir / "results" / "figures" / "probe_scalars.png").stat().st_size > 10_000
     assert "counting" in (workdir / "results" / "figures" / "probe_scalars.rst").read_text()
 
