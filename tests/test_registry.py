@@ -1,6 +1,7 @@
 """The probe registry: one description per probe, shared passes, own RNG streams, current results kept."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -32,8 +33,11 @@ def test_the_probe_names_are_listed_once():
     assert tuple(probes)[: len(reg.BUILTIN)] == reg.BUILTIN
     for name in reg.BUILTIN:
         assert probes[name].name == name and probes[name].stream == reg.BUILTIN.index(name) + 1
-    hits = [p for p in (REPO / "icl_probe").rglob("*.py")
-            if '"gd_readout", "induction", "attention_sinks", "associative_recall"' in p.read_text()]
+    # the four names together, in any quoting, in the package, the rules, the config and the presets
+    listed = re.compile(r"gd_readout\W+induction\W+attention_sinks\W+associative_recall")
+    shipped = [*(REPO / "icl_probe").rglob("*.py"), *(REPO / "icl_probe").rglob("*.yaml"), *(REPO / "rules").glob("*"),
+               REPO / "Snakefile", REPO / "config.yaml", *(REPO / "presets").glob("*.yaml")]
+    hits = [p for p in shipped if listed.search(p.read_text())]
     assert hits == [REPO / "icl_probe" / "probes" / "registry.py"]
 
 

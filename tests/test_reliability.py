@@ -12,9 +12,11 @@ import subprocess
 import time
 
 import pytest
+
+from icl_probe.probes.registry import BUILTIN
 from workflow_utils import env, mtimes, run_snakemake, small_config, snakemake_cmd, workdir_with_minisuite
 
-PROBES = ("gd_readout", "induction", "attention_sinks", "associative_recall")
+PROBES = BUILTIN
 VOLATILE = ("timing", "provenance")
 
 

@@ -1,6 +1,4 @@
-"""The four probes as pure metric functions of arrays (shapes in each docstring).
-
-``gd_readout``, ``induction``, ``attention_sinks``, ``associative_recall``; shared
-fits and the seed/bootstrap aggregation live in ``common``. The model passes that
-produce their input arrays are in :mod:`icl_probe.runner`.
+"""The probes: one module per probe (its prompts, model pass, pure metric and ``PROBE``
+description, :mod:`icl_probe.probes.base`), registered in :mod:`icl_probe.probes.registry`;
+shared fits and the seed/bootstrap aggregation live in ``common``.
 """
