@@ -38,3 +38,19 @@ rule all:
     input:
         per_model_outputs(),
         figure_outputs(),
+
+
+# After a run that did something (not a dry run, nor --no-hooks, nor "Nothing to be done"):
+# a short per-model summary and where the outputs are; `icl-probe summary results` prints it later.
+onsuccess:
+    try:
+        from icl_probe.summary import format_summary, summarise_results
+
+        rows = summarise_results(
+            RESULTS, [(m["suite"], m["model"]) for m in MODELS]
+        )
+        print(format_summary(rows, RESULTS))
+    except Exception as e:  # a finished run never fails on its summary
+        print(
+            f"icl-probe: no summary ({type(e).__name__}: {e}); try `icl-probe summary {RESULTS}`"
+        )

@@ -5,6 +5,7 @@ function; the Snakemake rules call these, and so can a user, without Snakemake:
 
     icl-probe probe --model EleutherAI/pythia-70m --revision step1000 --out DIR
     icl-probe aggregate --table per_checkpoint.csv --out DIR
+    icl-probe summary results
 """
 
 from __future__ import annotations
@@ -229,6 +230,12 @@ def cmd_figures(args) -> None:
     aggregate.make_figures(args.model_dirs, args.out, _stats_settings(args))
 
 
+def cmd_summary(args) -> None:
+    from icl_probe.summary import format_summary, summarise_results
+
+    print(format_summary(summarise_results(args.results_dir), args.results_dir))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="icl-probe", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -311,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stats-settings", help="stats settings as JSON")
     s.add_argument("--config", help="a config.yaml to take stats settings from")
     s.set_defaults(func=cmd_figures)
+
+    s = sub.add_parser("summary", help="print a short per-model summary of a results folder and where the "
+                                       "outputs are (the workflow prints it at the end of a run)")
+    s.add_argument("results_dir", metavar="RESULTS_DIR", help="the workflow's results folder, e.g. results")
+    s.set_defaults(func=cmd_summary)
     return p
 
 
