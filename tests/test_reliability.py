@@ -22,7 +22,12 @@ VOLATILE = ("timing", "provenance")
 
 def _finished_checkpoints(results):
     """Revision folders that hold every probe's result."""
-    return sorted(d for d in results.glob("mini/*/*") if d.is_dir() and all((d / f"{p}.json").exists() for p in PROBES))
+    return sorted(d for d in _revision_dirs(results) if all((d / f"{p}.json").exists() for p in PROBES))
+
+
+def _revision_dirs(results):
+    """The models' revision folders (not their prompts/ folder, which holds one file per probe too)."""
+    return [d for d in results.glob("mini/*/*") if d.is_dir() and d.name != "prompts"]
 
 
 def _stable(path):
@@ -75,7 +80,7 @@ def test_killed_sweep_resumes_without_recomputing_finished_checkpoints(resumed_r
 def test_rerun_of_one_checkpoint_changes_exactly_it_and_its_aggregates(resumed_run):
     workdir, *_ = resumed_run
     results = workdir / "results"
-    revision = sorted(p.name for p in (results / "mini" / "pythia-s").iterdir() if p.is_dir())[0]
+    revision = sorted(p.name for p in _revision_dirs(results) if p.parent.name == "pythia-s")[0]
     target = f"results/mini/pythia-s/{revision}/gd_readout.json"
     before = mtimes(results)
     run_snakemake(workdir, "--cores", "2", "--forcerun", target)
@@ -92,7 +97,7 @@ def test_rerun_of_one_checkpoint_changes_exactly_it_and_its_aggregates(resumed_r
 def test_two_runs_of_one_config_give_identical_results(resumed_run, minisuite_scenario):
     workdir, *_ = resumed_run
     fresh = minisuite_scenario  # small_config() is this scenario, run afresh in one go
-    ours = sorted((workdir / "results").glob("mini/*/*/*.json"))
+    ours = sorted(p for d in _revision_dirs(workdir / "results") for p in d.glob("*.json"))
     assert len(ours) == 2 * 3 * len(PROBES)
     for path in ours:
         twin = fresh / path.relative_to(workdir)

@@ -29,6 +29,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from icl_probe.probes.registry import BUILTIN
+
 REPO = Path(__file__).resolve().parents[1]
 SLURM_DIR = REPO / "tests" / "slurm"
 PLUGIN = "snakemake-executor-plugin-slurm>=2,<3"
@@ -207,10 +209,12 @@ def test_workflow_through_slurm_equals_local_run(slurm_cluster, tmp_path):
     for name in ("table.csv", "stats.json", "qc.json"):
         assert (on_slurm / MODEL_DIR / name).exists() and (local / MODEL_DIR / name).exists(), name
     assert (on_slurm / "results" / "figures" / "emergence.png").exists()
-    slurm_files = sorted(p.relative_to(on_slurm / MODEL_DIR)
-                         for p in (on_slurm / MODEL_DIR).glob("*/*.json"))
-    local_files = sorted(p.relative_to(local / MODEL_DIR) for p in (local / MODEL_DIR).glob("*/*.json"))
-    probes = yaml.safe_load((SLURM_DIR / "config.yaml").read_text())["probes"]["enabled"]
+    def results_of(root):  # the per-checkpoint results (not the prompts/ folder's files)
+        return sorted(p.relative_to(root / MODEL_DIR) for p in (root / MODEL_DIR).glob("*/*.json")
+                      if p.parent.name != "prompts")
+
+    slurm_files, local_files = results_of(on_slurm), results_of(local)
+    probes = yaml.safe_load((SLURM_DIR / "config.yaml").read_text())["probes"].get("enabled", BUILTIN)
     expected = sorted(Path(rev) / f"{probe}.json" for rev in revisions for probe in probes)
     assert slurm_files == local_files == expected, (slurm_files, local_files)
     diffs = {}
