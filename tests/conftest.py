@@ -166,3 +166,17 @@ def minisuite_scenario(default_workflow, tmp_path_factory):
                                      scenario_config("minisuite"))
     run_snakemake(workdir, "--cores", "2")
     return workdir
+
+
+@pytest.fixture
+def count_loads(monkeypatch):
+    """The (args, kwargs) of every AutoModelForCausalLM.from_pretrained call of the test (a model load)."""
+    calls = []
+    original = transformers.AutoModelForCausalLM.from_pretrained
+
+    def counting(*args, **kwargs):
+        calls.append((args, kwargs))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", counting)
+    return calls

@@ -149,11 +149,9 @@ def test_several_settings_files_are_merged_and_must_agree(tmp_path, capsys):
     assert "probes.seeds" in err and "a.json" in err and "c.json" in err
 
 
-def test_keep_current_twice_rewrites_nothing_and_loads_nothing(saved_model, tmp_path, monkeypatch):
+def test_keep_current_twice_rewrites_nothing_and_loads_nothing(saved_model, tmp_path, count_loads):
     """icl-probe probe --keep-current run again with the same settings and prompts: every result is
     current, so no file is rewritten (bytes and mtimes unchanged) and the model is not loaded."""
-    import transformers
-
     from icl_probe.runner import make_prompts
 
     a = _probe_settings_file(tmp_path / "induction.json", "induction", SECTIONS["induction"])
@@ -161,14 +159,7 @@ def test_keep_current_twice_rewrites_nothing_and_loads_nothing(saved_model, tmp_
                              SECTIONS["associative_recall"])
     settings = {"seeds": [42, 7], "enabled": list(SECTIONS), **SECTIONS}
     prompts = make_prompts(str(saved_model), None, tmp_path / "prompts", settings)
-    loads = []
-    original = transformers.AutoModelForCausalLM.from_pretrained
-
-    def counting(*args, **kwargs):
-        loads.append(args)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", counting)
+    loads = count_loads
     out = tmp_path / "out"
     argv = ["probe", "--model", str(saved_model), "--revision", "step128", "--out", str(out),
             "--prompts", *map(str, prompts.values()), "--settings-file", a, b, "--keep-current"]

@@ -113,19 +113,6 @@ def test_probes_needing_the_same_pass_share_one_run(saved_model, small_settings,
     np.testing.assert_allclose(top["per_seed"]["prefix_max"], expected, rtol=1e-6)
 
 
-@pytest.fixture
-def count_loads(monkeypatch):
-    calls = []
-    original = transformers.AutoModelForCausalLM.from_pretrained
-
-    def counting(*args, **kwargs):
-        calls.append(args)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", counting)
-    return calls
-
-
 def _state(folder: Path) -> dict:
     return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.glob("*.json"))}
 

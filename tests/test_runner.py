@@ -23,19 +23,6 @@ def prompts_path(saved_model, small_settings, tmp_path):
     return tmp_path / "prompts"
 
 
-@pytest.fixture
-def count_loads(monkeypatch):
-    calls = []
-    original = transformers.AutoModelForCausalLM.from_pretrained
-
-    def counting(*args, **kwargs):
-        calls.append((args, kwargs))
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", counting)
-    return calls
-
-
 def _strip(record):
     return {k: v for k, v in record.items() if k not in ("timing", "provenance")}
 
