@@ -237,7 +237,13 @@ def check_semantics(cfg: dict[str, Any]) -> None:
         problem = registered[name].check_settings and registered[name].check_settings(cfg["probes"][name])
         if problem:
             raise ConfigError(f"invalid configuration: {problem}")
+    if "settings" in cfg["suites"]:
+        raise ConfigError("invalid configuration: a suite named 'settings' would share its folder with "
+                          f"{cfg.get('results_dir', 'results')}/settings/ (the run's settings files); rename the suite")
     for rec in models(cfg):
+        if rec["model"] == "figures":
+            raise ConfigError(f"invalid configuration: a model named 'figures' (suite {rec['suite']}) would share "
+                              f"its folder with the suite's figures ({rec['suite']}/figures/); rename the model")
         if rec.get("stage", 1) != 1:
             raise ConfigError(
                 f"invalid configuration: 'suites.{rec['suite']}.models.{rec['model']}.stage' is {rec['stage']}, "

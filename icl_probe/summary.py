@@ -13,8 +13,9 @@ import json
 import textwrap
 from pathlib import Path
 
-# folders of results/ that are not suites
+# folders of results/ that are not suites, and of a suite that are not models
 NOT_SUITES = frozenset({"figures", "settings"})
+NOT_MODELS = frozenset({"figures"})
 # a model folder holds one of these (stats.json once aggregated)
 MODEL_MARKERS = ("stats.json", "manifest.json", "table.csv")
 
@@ -36,7 +37,7 @@ def _model_dirs(results_dir: Path) -> list[Path]:
         return []
     dirs = []
     for suite in sorted(p for p in results_dir.iterdir() if p.is_dir() and p.name not in NOT_SUITES):
-        dirs += [m for m in sorted(p for p in suite.iterdir() if p.is_dir())
+        dirs += [m for m in sorted(p for p in suite.iterdir() if p.is_dir() and p.name not in NOT_MODELS)
                  if any((m / name).exists() for name in MODEL_MARKERS)]
     return dirs
 
@@ -137,10 +138,12 @@ def format_summary(rows: list[dict], results_dir) -> str:
                                 for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
     n = len(rows)
+    suites = list(dict.fromkeys(r["suite"] for r in rows))
+    one = suites[0] if len(suites) == 1 else "{suite}"
     return "\n".join([
         f"icl-probe summary of {results_dir}/ ({n} model{'s' if n != 1 else ''}):",
         line(titles), *(line(t) for t in table), *notes,
-        f"Figures: {results_dir}/figures/*.png (and summary.csv, qc.csv, forecast.json there)",
-        f"Per model: {results_dir}/{{suite}}/{{model}}/table.csv, stats.json, qc.json",
-        "Report: snakemake --report report.html",
+        f"Figures: {results_dir}/{one}/figures/*.png (and summary.csv, qc.csv, forecast.json there)",
+        f"Per model: {results_dir}/{one}/{{model}}/table.csv, stats.json, qc.json",
+        f"Report: snakemake --report {results_dir}/{one}/report.html (with the run's --configfile)",
     ])

@@ -208,8 +208,20 @@ FIGURES = ["emergence", "coemergence", "contraction", "lifecycle", "layer_readou
 )
 
 
+SUITES = list(dict.fromkeys(m["suite"] for m in MODELS))
+
+
+def suite_model_files(suite, name):
+    """``name`` in the folder of every model of ``suite`` (the folders themselves for "")."""
+    return [
+        f"{RESULTS}/{suite}/{m['model']}/{name}".rstrip("/")
+        for m in MODELS
+        if m["suite"] == suite
+    ]
+
+
 def figure_outputs():
-    return [f"{RESULTS}/figures/{name}.png" for name in FIGURES]
+    return [f"{RESULTS}/{s}/figures/{name}.png" for s in SUITES for name in FIGURES]
 
 
 if workflow.is_main_process:

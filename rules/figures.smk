@@ -1,32 +1,37 @@
-# Figures across models, with their captions, registered for `snakemake --report report.html`.
+# Figures across the models of one suite, with their captions, in the suite's own folder (runs
+# of different suites never overwrite each other's), registered for `snakemake --report`.
 
 
 rule figures:
     input:
-        tables=[f"{RESULTS}/{m['suite']}/{m['model']}/table.csv" for m in MODELS],
-        stats=[f"{RESULTS}/{m['suite']}/{m['model']}/stats.json" for m in MODELS],
+        tables=lambda w: suite_model_files(w.suite, "table.csv"),
+        stats=lambda w: suite_model_files(w.suite, "stats.json"),
         settings=settings_file("stats"),
     output:
         [
             report(
-                f"{RESULTS}/figures/{name}.png",
+                f"{RESULTS}/{{suite}}/figures/{name}.png",
                 caption=f"../report/{name}.rst",
                 category="Figures",
+                subcategory="{suite}",
             )
             for name in FIGURES
         ],
-        [f"{RESULTS}/figures/{name}.pdf" for name in FIGURES],
+        [f"{RESULTS}/{{suite}}/figures/{name}.pdf" for name in FIGURES],
         # each figure's caption, written by the plotting code; report/{name}.rst includes it
-        **{f"{name}_caption": f"{RESULTS}/figures/{name}.rst" for name in FIGURES},
-        qc=f"{RESULTS}/figures/qc.csv",
-        summary=f"{RESULTS}/figures/summary.csv",
-        forecast=f"{RESULTS}/figures/forecast.json",
+        **{
+            f"{name}_caption": f"{RESULTS}/{{suite}}/figures/{name}.rst"
+            for name in FIGURES
+        },
+        qc=f"{RESULTS}/{{suite}}/figures/qc.csv",
+        summary=f"{RESULTS}/{{suite}}/figures/summary.csv",
+        forecast=f"{RESULTS}/{{suite}}/figures/forecast.json",
     log:
-        "logs/figures.log",
+        "logs/{suite}/figures.log",
     conda:
         "../envs/icl-probe.yaml"
     params:
-        model_dirs=[f"{RESULTS}/{m['suite']}/{m['model']}" for m in MODELS],
+        model_dirs=lambda w: suite_model_files(w.suite, ""),
         out=lambda w, output: os.path.dirname(output[0]),
     shell:
         "icl-probe figures --model-dirs {params.model_dirs} --stats-settings-file {input.settings}"

@@ -132,6 +132,10 @@ def test_mutated_configs_are_valid_or_a_clear_error(data):
         (lambda c: c["suites"].__setitem__("olmo", {"source": "hub", "models": {"olmo2-7b": {
             "repo_id": "allenai/OLMo-2-1124-7B", "revisions": "log:4", "stage": 2}}}),
          "'suites.olmo.models.olmo2-7b.stage' is 2, but stage-2 branches are several independent ingredient"),
+        # names whose folder is already another output's
+        (lambda c: c["suites"].__setitem__("settings", c["suites"]["mini"]), "a suite named 'settings'"),
+        (lambda c: c["suites"]["mini"]["models"].__setitem__("figures", c["suites"]["mini"]["models"]["pythia-s"]),
+         "a model named 'figures' (suite mini)"),
     ],
 )
 def test_semantic_errors_name_the_key(default_config, mutate, message):

@@ -71,7 +71,7 @@ def test_killed_sweep_resumes_without_recomputing_finished_checkpoints(resumed_r
         for probe in PROBES:
             name = str((folder / f"{probe}.json").relative_to(results))
             assert after[name] == before[name], f"{name} was recomputed"
-    assert (results / "figures" / "emergence.png").exists()
+    assert (results / "mini" / "figures" / "emergence.png").exists()
     for model in ("pythia-s", "olmo2-s"):
         assert (results / "mini" / model / "stats.json").exists()
 
@@ -88,9 +88,9 @@ def test_rerun_of_one_checkpoint_changes_exactly_it_and_its_aggregates(resumed_r
     changed = {name for name in before if after.get(name) != before[name]}
     expected = {f"mini/pythia-s/{revision}/{p}.json" for p in PROBES}
     expected |= {f"mini/pythia-s/{n}" for n in ("table.csv", "table.parquet", "layers.csv", "stats.json", "qc.json")}
-    figures = {name for name in before if name.startswith("figures/")}
+    figures = {name for name in before if name.startswith("mini/figures/")}
     assert changed - figures == expected
-    assert "figures/emergence.png" in changed
+    assert "mini/figures/emergence.png" in changed
 
 
 @pytest.mark.slow

@@ -208,7 +208,7 @@ def test_workflow_through_slurm_equals_local_run(slurm_cluster, tmp_path):
 
     for name in ("table.csv", "stats.json", "qc.json"):
         assert (on_slurm / MODEL_DIR / name).exists() and (local / MODEL_DIR / name).exists(), name
-    assert (on_slurm / "results" / "figures" / "emergence.png").exists()
+    assert (on_slurm / "results" / "mini" / "figures" / "emergence.png").exists()
     def results_of(root):  # the per-checkpoint results (not the prompts/ folder's files)
         return sorted(p.relative_to(root / MODEL_DIR) for p in (root / MODEL_DIR).glob("*/*.json")
                       if p.parent.name != "prompts")

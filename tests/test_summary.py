@@ -35,6 +35,9 @@ def _results(tmp_path):
         null={"half_max_step_interp": gated, "lifecycle": gated}))
     (results / "figures").mkdir()
     (results / "settings" / "probes").mkdir(parents=True)
+    # a suite's figures folder is not a model, even with a table in it
+    (results / "mini" / "figures").mkdir()
+    (results / "mini" / "figures" / "table.csv").write_text("model\n")
     return results
 
 
@@ -64,9 +67,9 @@ def test_formatted_lines_show_the_values_and_where_outputs_are(tmp_path, monkeyp
     assert _line(text, "mini/pythia-s").split() == ["mini/pythia-s", "21", "1172", "stable", "clean"]
     m = _line(text, "mini/pythia-m")
     assert m.split()[1] == "20" and "direction decays" in m and m.endswith("partly measured (2)")
-    assert f"{results}/figures/*.png" in text
+    assert f"{results}/{{suite}}/figures/*.png" in text
     assert f"{results}/{{suite}}/{{model}}/table.csv, stats.json" in text
-    assert "snakemake --report report.html" in text
+    assert f"snakemake --report {results}/{{suite}}/report.html" in text
 
 
 def test_a_null_statistic_is_none_with_its_reason(tmp_path):
@@ -114,6 +117,13 @@ def test_only_the_given_models(tmp_path):
     rows = summarise_results(results, [("mini", "pythia-s"), ("mini", "gone")])
     assert [r["model"] for r in rows] == ["pythia-s", "gone"]
     assert "no stats.json yet" in rows[1]["error"]
+
+
+def test_one_suite_names_its_own_figures_and_report_folder(tmp_path):
+    results = _results(tmp_path)
+    text = format_summary(summarise_results(results, [("mini", "pythia-s")]), results)
+    assert f"{results}/mini/figures/*.png" in text
+    assert f"snakemake --report {results}/mini/report.html" in text
 
 
 def test_nothing_aggregated_yet(tmp_path):

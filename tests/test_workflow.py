@@ -44,7 +44,12 @@ def test_presets_scenario_dry_run_plans_both_suites_offline(tmp_path, monkeypatc
     # pythia-14m log:4 + pythia-70m's 3 named branches + olmo2-1b log:5 (stage 1), each fetched and probed
     assert counts["fetch"] == counts["probe"] == 4 + 3 + 5
     assert counts["resolve"] == counts["aggregate"] == 3 and counts["prompts"] == 3 * 4  # per model and probe
-    assert counts["settings"] == 4 + 1 and counts["figures"] == 1 and "build_minisuite" not in counts
+    assert counts["settings"] == 4 + 1 and "build_minisuite" not in counts
+    # one figures job per suite, each drawing its own models into its own folder (never the other's)
+    assert counts["figures"] == 2
+    figure_jobs = sorted(re.findall(r"icl-probe figures --model-dirs (.*?) --stats.* --out (\S+)", proc.stdout))
+    assert figure_jobs == [("results/olmo2/olmo2-1b", "results/olmo2/figures"),
+                           ("results/pythia/pythia-14m results/pythia/pythia-70m", "results/pythia/figures")]
     assert not (tmp_path / "results").exists()
 
 
@@ -110,9 +115,9 @@ def test_default_workflow_writes_tables_and_figures_with_finite_numbers(default_
         # the mini-suite learns the task: the GD readout improves over training
         assert table["error_reduction"].iloc[-1] > table["error_reduction"].iloc[0]
     for name in ("emergence", "coemergence", "contraction", "lifecycle", "layer_readout"):
-        png = results / "figures" / f"{name}.png"
+        png = results / "mini" / "figures" / f"{name}.png"
         assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
-        assert (results / "figures" / f"{name}.pdf").exists()
+        assert (results / "mini" / "figures" / f"{name}.pdf").exists()
 
 
 @pytest.mark.slow
@@ -173,7 +178,7 @@ def test_heavy_jobs_write_benchmarks_and_figures_their_captions(minisuite_scenar
     header, row = tsvs[0].read_text().splitlines()[:2]
     assert header.split("\t")[:3] == ["s", "h:m:s", "max_rss"] and float(row.split("\t")[0]) > 0
     assert len(list((default_workflow / "logs" / "benchmarks" / "minisuite").glob("*.tsv"))) == 3
-    figures = minisuite_scenario / "results" / "figures"
+    figures = minisuite_scenario / "results" / "mini" / "figures"
     for name in FIGURE_NAMES:
         caption = (figures / f"{name}.rst").read_text()
         assert len(caption) > 100 and "{{" not in caption, name
@@ -187,7 +192,7 @@ def test_report_opens_with_the_workflow_and_shows_the_generated_captions(minisui
     page = (minisuite_scenario / "report.html").read_text()
     assert "runs four probes" in page and "pythia-s" in page  # report/workflow.rst, with this run's suites
     for name in FIGURE_NAMES:
-        first_words = " ".join((minisuite_scenario / "results" / "figures" / f"{name}.rst").read_text().split()[:6])
+        first_words = " ".join((minisuite_scenario / "results" / "mini" / "figures" / f"{name}.rst").read_text().split()[:6])
         assert first_words in page, name
     assert "snakemake.output" not in page and "System Message" not in page  # every include resolved
 
@@ -232,8 +237,8 @@ def test_the_example_probe_runs_through_the_workflow_beside_ours(minisuite_scena
                           for p in (workdir / "results" / "mini" / model).glob("*/counting.json")
                           if p.parent.name != "prompts")
         assert len(recorded) == 3 and sorted(table["count_logp"]) == pytest.approx(recorded, rel=1e-12)
-    assert (workdir / "results" / "figures" / "probe_scalars.png").stat().st_size > 10_000
-    assert "counting" in (workdir / "results" / "figures" / "probe_scalars.rst").read_text()
+    assert (workdir / "results" / "mini" / "figures" / "probe_scalars.png").stat().st_size > 10_000
+    assert "counting" in (workdir / "results" / "mini" / "figures" / "probe_scalars.rst").read_text()
 
     cfg["probes"]["enabled"] = list(BUILTIN)  # disabled again: the table is made from ours only
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
