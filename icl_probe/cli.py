@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from icl_probe.config import ConfigError, load_config, validate_config
@@ -328,15 +330,69 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    _setup_logging()
+    # SIGTERM unwinds like Ctrl-C, so a stopped job removes its temporary files (main thread only)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
     try:
         args.func(args)
-    except Exception as e:  # noqa: BLE001 - the edge: a clear message, not a traceback
-        if args.debug or not _is_user_error(e):
+    except KeyboardInterrupt as e:
+        if args.debug:
             raise
-        print(f"icl-probe {args.command}: error: {e}", file=sys.stderr)
+        why = "terminated" if isinstance(e, Terminated) else "interrupted"
+        print(f"icl-probe {args.command}: {why}; results already written are kept (each is written "
+              "whole or not at all), run the same command again to go on", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+    except Exception as e:  # noqa: BLE001 - the edge: a clear message, not a traceback
+        message = None if args.debug else user_message(e)
+        if message is None:
+            raise
+        print(f"icl-probe {args.command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (Snakemake stopping a job, Slurm's time limit), raised like Ctrl-C's KeyboardInterrupt."""
+
+
+def _terminated(signum, frame):
+    raise Terminated()
+
+
+def _setup_logging() -> None:
+    """One line per message, with time and source. huggingface_hub's own handler is removed (its
+    messages, e.g. retry warnings, reach the root handler once instead of twice); progress bars are
+    off unless the output is a terminal (in a log file they are noise): the jobs log their progress."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from huggingface_hub.utils import disable_progress_bars
+    from huggingface_hub.utils import logging as hf_logging
+
+    hf_logging.get_logger().handlers.clear()
+    # its backoff logs two lines per attempt ("... thrown while requesting ...", "Retrying in Ns"):
+    # the first says it; the second is dropped
+    logging.getLogger("huggingface_hub.utils._http").addFilter(
+        lambda record: not str(record.msg).startswith("Retrying in "))
+    if not sys.stderr.isatty():
+        disable_progress_bars()
+        from transformers.utils import logging as tf_logging
+
+        tf_logging.disable_progress_bar()
+
+
+def user_message(e: Exception) -> str | None:
+    """The message for an expected failure (it names the cause and the fix), else None."""
+    from icl_probe.hub.errors import network_cause, unreachable_message
+
+    if _is_user_error(e):
+        return str(e)
+    cause = network_cause(e)
+    if cause is not None:
+        return unreachable_message(cause)
+    return None
 
 
 def _is_user_error(e: Exception) -> bool:

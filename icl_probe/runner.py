@@ -25,6 +25,7 @@ from icl_probe.hub.errors import DamagedCheckpointError
 from icl_probe.hub.integrity import check_cached_checkpoint
 from icl_probe.io import read_json, write_json
 from icl_probe.lens import Lens
+from icl_probe.progress import progress
 from icl_probe.probes.common import summarise
 from icl_probe.probes.registry import external_of, get, registry, source_sha256
 from icl_probe.prompts import (
@@ -322,18 +323,22 @@ def probe_checkpoint(
         lm, tok = loaded
         lm.eval()
     load_seconds = time.perf_counter() - t0
+    log.info("%s@%s: loaded in %.1f s; %d probe(s) to run: %s", repo_id, revision, load_seconds, len(todo),
+             ", ".join(todo))
     _check_prompts(prompts, settings, tok, lm)
     pad_id = pad_id_of(tok, prompts)
     lens = Lens(lm)
     passes: dict = {}
-    for name in todo:
+    t_probes = time.perf_counter()
+    for i, name in enumerate(todo, 1):
         t1 = time.perf_counter()
         result = run_probe(lens, name, prompts, settings, pad_id=pad_id, passes=passes)
         head = record_head(name)
         head["provenance"]["model_class"] = type(lm).__name__
         record = {**head, **result, "timing": {"seconds": time.perf_counter() - t1, "load_seconds": load_seconds}}
         written[name] = write_json(out_dir / f"{name}.json", record)
-        log.info("%s: computed in %.2f s", name, record["timing"]["seconds"])
+        log.info("%s: computed in %.2f s; %d of %d probes done %s", name, record["timing"]["seconds"], i, len(todo),
+                 progress(i, len(todo), time.perf_counter() - t_probes, "probes"))
     return written
 
 

@@ -175,3 +175,98 @@ def test_keep_current_twice_rewrites_nothing_and_loads_nothing(saved_model, tmp_
     # one folder of prompt files works the same
     assert main(argv[:argv.index("--prompts") + 1] + [str(tmp_path / "prompts")] + argv[argv.index(a) - 1:]) == 0
     assert len(loads) == 1 and {f: (f.stat().st_mtime_ns, f.read_bytes()) for f in files} == before
+
+
+# --- the network, interruptions, log lines ----------------------------------------------------------
+
+def _icl_probe(*args, **kw):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "icl_probe.cli", *args], capture_output=True, text=True,
+                          timeout=120, **kw)
+
+
+def test_an_unreachable_hub_is_two_lines_naming_the_endpoint_and_the_fix(tmp_path, monkeypatch):
+    """No network (here: an endpoint that refuses connections) ends in two lines, not a traceback."""
+    import re
+    from pathlib import Path
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    record = {"suite": "s", "model": "m", "repo_id": "EleutherAI/pythia-70m", "source": "hub", "revisions": "log:3"}
+    proc = _icl_probe("resolve", "--record", json.dumps(record), "--out", str(tmp_path / "manifest.json"))
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if " WARNING " not in ln]
+    assert len(lines) == 2, proc.stderr
+    assert lines[0].startswith("icl-probe resolve: error: cannot reach the Hub at http://127.0.0.1:9 (ConnectError")
+    assert "HF_ENDPOINT" in lines[1] and "Troubleshooting" in lines[1]
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert re.search(r"^\| `cannot reach the Hub at .*\| .* \| .*HF_HUB_OFFLINE", readme, re.M)  # its row
+
+
+def test_hub_retry_warnings_appear_once_per_attempt():
+    """huggingface_hub's backoff warnings reach the log once (not also through its own handler),
+    and its "Retrying in" line, which repeats the one before, is dropped."""
+    code = ("import sys; sys.argv = ['icl-probe']\n"
+            "from icl_probe.cli import _setup_logging; _setup_logging()\n"
+            "from huggingface_hub.utils import logging as hl\n"
+            "log = hl.get_logger('huggingface_hub.utils._http')\n"
+            "log.warning(\"'refused' thrown while requesting HEAD http://x/config.json\")\n"
+            "log.warning('Retrying in 1s [Retry 1/5].')\n")
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("thrown while requesting") == 1 and "Retrying in" not in proc.stderr
+
+
+def test_sigterm_stops_a_minisuite_build_with_one_line_and_no_temporary_folder(tmp_path):
+    """SIGTERM (Snakemake or Slurm stopping a job) during a build: a short message, exit code 143,
+    and the build's temporary folder is gone; a dead build's leftover is removed by the next one."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    stale = cache / ".models--mini--olmo2-s.building-x7k2"  # an older build's, killed by SIGKILL
+    stale.mkdir()
+    log = tmp_path / "build.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "icl_probe.cli", "build-minisuite", "--model", "olmo2-s",
+                                 "--cache-dir", str(cache)], stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while "step     0/" not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert not stale.exists()  # removed when this build started
+        assert list(cache.glob(".models--mini--olmo2-s.building-*"))  # this build's own
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 143
+    text = log.read_text()
+    assert "Traceback" not in text
+    assert text.strip().splitlines()[-1].startswith("icl-probe build-minisuite: terminated; results already written")
+    assert not list(cache.glob(".*building-*")) and not (cache / "models--mini--olmo2-s").exists()
+    assert "ETA" in text and "steps/s" in text  # its progress line
+
+
+def test_a_live_build_and_another_hosts_build_are_not_removed(tmp_path):
+    import os
+    import socket
+
+    from icl_probe.minisuite.build import remove_stale_builds
+
+    prefix = ".models--mini--x.building-"
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)
+    names = {"live": f"{socket.gethostname()}-{os.getpid()}-a1", "dead": f"{socket.gethostname()}-{dead}-b2",
+             "other_host": f"node17-{dead}-c3", "old_format": "q9z8"}
+    for n in names.values():
+        (tmp_path / (prefix + n)).mkdir()
+    removed = remove_stale_builds(tmp_path, "models--mini--x", log=lambda *a: None)
+    assert sorted(p.name[len(prefix):] for p in removed) == sorted([names["dead"], names["old_format"]])
+    assert sorted(p.name[len(prefix):] for p in tmp_path.iterdir()) == sorted([names["live"], names["other_host"]])

@@ -228,3 +228,24 @@ def test_per_prompt_values_reproduce_the_scalars(small_settings, prompts_path, t
     rec = json.loads(out["associative_recall"].read_text())["per_prompt"]["ar_logp"]["num"]
     for s in range(2):
         np.testing.assert_allclose(rec[s], ref[s]["logp"], atol=1e-5)
+
+
+def test_a_probe_job_logs_its_load_and_progress(saved_model, small_settings, prompts_path, tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="icl_probe"):
+        probe_checkpoint(str(saved_model), "step128", tmp_path / "o", small_settings, prompts_path)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("@step128: loaded in" in ln and "4 probe(s) to run" in ln for ln in lines)
+    done = [ln for ln in lines if "probes done" in ln]
+    assert [ln.split("; ")[1].split(" (")[0] for ln in done] == [f"{i} of 4 probes done" for i in (1, 2, 3, 4)]
+    assert all("probes/s" in ln for ln in done) and "ETA" in done[0] and done[-1].endswith("done)")
+
+
+def test_progress_line_has_elapsed_rate_and_time_left():
+    from icl_probe.progress import progress
+
+    assert progress(10, 40, 5.0, "steps") == "(5 s, 2.0 steps/s, ETA 15 s)"  # 30 steps left at 2/s
+    assert progress(30, 120, 60.0, "steps") == "(1 min 0 s, 0.5 steps/s, ETA 3 min 0 s)"
+    assert progress(4, 4, 2.0, "probes") == "(2 s, 2.0 probes/s, done)"
+    assert progress(0, 4, 0.0, "probes") == "(0 s, 0.0 probes/s, ETA unknown)"

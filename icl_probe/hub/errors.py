@@ -169,3 +169,48 @@ def repo_not_found(repo_id: str, endpoint: str | None = None) -> RepoNotFoundErr
         f"repository {repo_id!r} does not exist{where} (or is private): check the spelling of repo_id; "
         "for a private repo set `HF_TOKEN`."
     )
+
+
+# --- the network -----------------------------------------------------------------------------------
+
+TROUBLESHOOTING = "README.md, Troubleshooting"
+
+
+def network_cause(err: BaseException | None) -> BaseException | None:
+    """The connection failure behind ``err`` (a refused or unresolvable endpoint, a timeout,
+    huggingface_hub's offline mode), found along its chain of causes; None if there is none."""
+    from huggingface_hub import errors as hf_errors
+
+    try:
+        import httpx2 as httpx
+    except ImportError:  # huggingface_hub built on the httpx name
+        import httpx
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, (httpx.TransportError, ConnectionError, TimeoutError, hf_errors.OfflineModeIsEnabled)):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def endpoint_in_use(endpoint: str | None = None) -> str:
+    """The Hub endpoint a request went to: ``endpoint``, else HF_ENDPOINT, else huggingface.co."""
+    if endpoint:
+        return endpoint
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
+def unreachable_message(cause: BaseException, endpoint: str | None = None) -> str:
+    """Two lines: that the Hub cannot be reached (and why), and what to do."""
+    from huggingface_hub import errors as hf_errors
+
+    if isinstance(cause, hf_errors.OfflineModeIsEnabled):
+        first = f"the checkpoint is not in the local cache and HF_HUB_OFFLINE is set, so {endpoint_in_use(endpoint)} is not asked"
+    else:
+        first = f"cannot reach the Hub at {endpoint_in_use(endpoint)} ({type(cause).__name__}: {cause})"
+    return (f"{first}\n  fix: check the network connection, HF_ENDPOINT and any proxy (HTTPS_PROXY); without "
+            "network, use a Hub cache that already holds the checkpoint (--cache-dir, --local-files-only) "
+            f"or the embedded mini-suite; see {TROUBLESHOOTING}")

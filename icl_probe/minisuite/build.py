@@ -27,6 +27,7 @@ import argparse
 import hashlib
 import os
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from icl_probe.io import write_json
+from icl_probe.progress import progress
 
 from . import corpus as corpus_mod
 from .tokenizer import build_tokenizer, vocabulary
@@ -256,6 +258,36 @@ def _lr_at(step: int, m: MiniModel) -> float:
     return m.lr * (1 - (1 - m.min_lr_frac) * frac)
 
 
+def _build_prefix(folder: str) -> str:
+    return f".{folder}.building-"
+
+
+def remove_stale_builds(cache_dir: Path, folder: str, log=print) -> list[Path]:
+    """Remove the temporary folders of earlier builds of ``folder`` that died (SIGKILL, a lost
+    node): those made on this host by a process that no longer runs, and any without a host and
+    process id in their name. A build still running here, or one of another host, is left."""
+    host, removed = socket.gethostname(), []
+    for work in sorted(cache_dir.glob(_build_prefix(folder) + "*")):
+        owner = work.name[len(_build_prefix(folder)):].rsplit("-", 2)
+        if len(owner) == 3 and owner[1].isdigit():
+            if owner[0] != host or _running(int(owner[1])):
+                continue
+        shutil.rmtree(work, ignore_errors=True)
+        removed.append(work)
+        log(f"removed the temporary folder of a build that did not finish: {work}")
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
 def build_model(name: str, cache_dir: str | os.PathLike, seed: int = 0,
                 log=print, threads: int = 1) -> Path:
     """Train mini model ``name`` and write its checkpoints as a Hub cache under
@@ -277,7 +309,9 @@ def build_model(name: str, cache_dir: str | os.PathLike, seed: int = 0,
     t_start = time.perf_counter()
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
-    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.building-", dir=cache_dir))
+    remove_stale_builds(cache_dir, dest.name, log=log)
+    work = Path(tempfile.mkdtemp(prefix=f"{_build_prefix(dest.name)}{socket.gethostname()}-{os.getpid()}-",
+                                 dir=cache_dir))
     try:
         repo_dir = work / dest.name
         repo_dir.mkdir()
@@ -321,9 +355,9 @@ def build_model(name: str, cache_dir: str | os.PathLike, seed: int = 0,
             checkpoints.append({"step": step, "revision": branch, "commit": commit,
                                 "tokens": step * tokens_per_step(name),
                                 "induction_loss": ind, **gd})
-            log(f"[{name}] step {step:5d}  {branch}  induction_loss {ind:.3f}  "
+            log(f"[{name}] step {step:5d}/{m.final_step}  {branch}  induction_loss {ind:.3f}  "
                 f"gd_acc {gd['gd_acc']:.2f}  gd_err {gd['gd_mean_err']:.2f}  "
-                f"({time.perf_counter() - t_start:.0f}s)")
+                f"{progress(step, m.final_step, time.perf_counter() - t_start, 'steps')}")
 
         model.train()
         save(0)
