@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from icl_probe import SCHEMA_VERSION
-from icl_probe.io import atomic_write, read_json, write_json
+from icl_probe.io import atomic_write, read_json, write_json, write_text
 from icl_probe.plotting import ModelData, draw_all
+from icl_probe.report_tables import tables_html
 from icl_probe.stats import qc as qc_mod
 from icl_probe.stats.forecast import DEFAULT_PAIRS, DEFAULT_TOLERANCE, forecast_across_models
 from icl_probe.stats.model import model_statistics, settings, trajectory
@@ -178,10 +179,13 @@ def _forecasts(models: list[ModelData], cfg: dict) -> dict:
 
 def _write_suite_outputs(models: list[ModelData], out_dir: Path, cfg: dict, figures: bool = True) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
+    qc, summary = _qc_table(models), _summary_table(models)
+    suites = ", ".join(dict.fromkeys(md.suite for md in models))
     paths: dict = {
-        "qc": atomic_write(out_dir / "qc.csv", lambda p: _qc_table(models).to_csv(p, index=False)),
-        "summary": atomic_write(out_dir / "summary.csv", lambda p: _summary_table(models).to_csv(p, index=False)),
+        "qc": atomic_write(out_dir / "qc.csv", lambda p: qc.to_csv(p, index=False)),
+        "summary": atomic_write(out_dir / "summary.csv", lambda p: summary.to_csv(p, index=False)),
         "forecast": write_json(out_dir / "forecast.json", _forecasts(models, cfg)),
+        "tables": write_text(out_dir / "tables.html", tables_html(suites, summary, qc)),
     }
     if figures:
         paths["figures"] = draw_all(models, out_dir, cfg)

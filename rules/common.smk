@@ -231,6 +231,11 @@ if workflow.is_main_process:
 
 onstart:
     record_owner()
+    # one console line per job start and end (not in dry runs: onstart runs only for real runs)
+    from snakemake.logging import logger as snakemake_logger
+    from icl_probe import console
+
+    console.install(snakemake_logger)
     # jobs that run here must be able to use runtime.device (cluster jobs check on their node)
     if workflow.local_exec and config["runtime"]["device"] != "cpu":
         if problem := device_problem(config["runtime"]["device"]):

@@ -23,6 +23,12 @@ rule figures:
             f"{name}_caption": f"{RESULTS}/{{suite}}/figures/{name}.rst"
             for name in FIGURES
         },
+        tables=report(
+            f"{RESULTS}/{{suite}}/figures/tables.html",
+            caption="../report/tables.rst",
+            category="Summary",
+            subcategory="{suite}",
+        ),
         qc=f"{RESULTS}/{{suite}}/figures/qc.csv",
         summary=f"{RESULTS}/{{suite}}/figures/summary.csv",
         forecast=f"{RESULTS}/{{suite}}/figures/forecast.json",

@@ -152,7 +152,9 @@ def default_workflow(tmp_path_factory):
 
     workdir = tmp_path_factory.mktemp("default-workflow")
     shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
-    run_snakemake(workdir, "--cores", "2")
+    proc = run_snakemake(workdir, "--cores", "2")
+    # what the user saw: Snakemake's console (stderr) and the summary printed at the end (stdout)
+    (workdir / "console.txt").write_text(proc.stderr + proc.stdout)
     return workdir
 
 

@@ -58,6 +58,9 @@ def test_aggregate_suite_qc_table_forecast_and_figures(suite, tmp_path):
     assert er["n_models"] == 4 and er["spearman"] == pytest.approx(1.0)
     summary = pd.read_csv(out["summary"])
     assert summary.set_index("model").loc["pythia-bad", "excluded"]
+    page = out["tables"].read_text()  # the same two tables for the report, one row per model / issue
+    assert page.count("<tr>") == 1 + len(summary) + 1 + len(qc)
+    assert "<td>pythia-bad</td><td>excluded</td><td>excluded</td><td>missing checkpoints</td>" in page
     for name in FIGURES:
         for ext in ("png", "pdf"):
             assert (tmp_path / "figures" / f"{name}.{ext}").stat().st_size > 1000

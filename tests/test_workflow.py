@@ -39,7 +39,7 @@ def test_presets_scenario_dry_run_plans_both_suites_offline(tmp_path, monkeypatc
     without the network (an endpoint that refuses connections would fail any Hub call)."""
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    proc = run_snakemake(tmp_path, "-n", "--configfile", str(REPO / ".test" / "config_presets" / "config.yaml"))
+    proc = run_snakemake(tmp_path, "-n", "-p", "--configfile", str(REPO / ".test" / "config_presets" / "config.yaml"))
     counts = _job_counts(proc.stdout + proc.stderr)
     # pythia-14m log:4 + pythia-70m's 3 named branches + olmo2-1b log:5 (stage 1), each fetched and probed
     assert counts["fetch"] == counts["probe"] == 4 + 3 + 5
@@ -100,6 +100,21 @@ def test_preset_dry_run_builds_the_whole_sweep_offline(tmp_path):
     counts = _job_counts(out)
     assert counts["probe"] == counts["fetch"] == 108 and counts["resolve"] == 9
     assert "build_minisuite" not in out
+
+
+@pytest.mark.slow
+def test_default_run_console_is_short_and_ends_with_the_summary(default_workflow):
+    """One line per job start and end (no rule blocks, no shell commands), then the summary."""
+    lines = (default_workflow / "console.txt").read_text().splitlines()
+    assert len(lines) < 300, len(lines)
+    assert not [ln for ln in lines if ln.startswith(("Shell command:", "Select jobs", "    reason:", "localrule "))]
+    assert max(map(len, lines)) <= 200
+    n_jobs = sum(1 for ln in lines if re.fullmatch(r"\[\d\d:\d\d:\d\d\] probe mini/pythia-s/\S+ started", ln))
+    assert n_jobs >= 8  # one line per probe job of the model
+    assert re.search(r"^\[\d\d:\d\d:\d\d\] all done \((\d+) of \1 jobs, 100%\)$", "\n".join(lines), re.M)
+    summary = lines[lines.index(next(ln for ln in lines if ln.startswith("icl-probe summary of results/"))):]
+    assert any(ln.split()[:1] == ["mini/pythia-s"] for ln in summary)
+    assert summary[-1].startswith("Report: snakemake --report results/mini/report.html")
 
 
 @pytest.mark.slow
@@ -191,6 +206,9 @@ def test_report_opens_with_the_workflow_and_shows_the_generated_captions(minisui
     assert "Report created" in proc.stdout + proc.stderr
     page = (minisuite_scenario / "report.html").read_text()
     assert "runs four probes" in page and "pythia-s" in page  # report/workflow.rst, with this run's suites
+    # it opens on that description (the landing page shows it when the profile's metadata is set)
+    assert "result schema version" in page
+    assert "tables.html" in page and "Summary" in page  # the summary and QC tables
     for name in FIGURE_NAMES:
         first_words = " ".join((minisuite_scenario / "results" / "mini" / "figures" / f"{name}.rst").read_text().split()[:6])
         assert first_words in page, name

@@ -1,0 +1,57 @@
+"""The console of a workflow run: one line per job start and end; errors and dry runs in full."""
+
+import re
+import subprocess
+import sys
+
+SNAKEFILE = '''
+onstart:
+    from snakemake.logging import logger as snakemake_logger
+    from icl_probe import console
+
+    console.install(snakemake_logger)
+
+rule all:
+    input: expand("out/{name}.txt", name=["a", "b"])
+
+rule make:
+    output: "out/{name}.txt"
+    log: "logs/{name}.log"
+    shell: "echo made {wildcards.name} > {output}; if [ {wildcards.name} = $FAIL ]; then echo boom >&2; exit 3; fi"
+'''
+TIME = r"\[\d\d:\d\d:\d\d\]"
+
+
+def _run(tmp_path, *args, fail="none"):
+    (tmp_path / "Snakefile").write_text(SNAKEFILE)
+    return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, env={"FAIL": fail, "PATH": "/usr/bin:/bin"})
+
+
+def test_each_job_is_one_line_when_it_starts_and_one_when_it_ends(tmp_path):
+    proc = _run(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    jobs = [ln for ln in lines if re.match(TIME, ln)]
+    assert [re.sub(TIME + " ", "", ln) for ln in jobs] == [
+        "make a started", "make a done (1 of 3 jobs, 33%)",
+        "make b started", "make b done (2 of 3 jobs, 66%)",
+        "all started", "all done (3 of 3 jobs, 100%)"]
+    assert not [ln for ln in lines if re.match(r"(localrule|rule) \w+:|\s+(output|reason|jobid):|Select jobs|Execute \d",
+                                               ln)]
+    assert "Job stats:" in proc.stderr  # the rest passes unchanged
+    log = next((tmp_path / ".snakemake" / "log").glob("*.snakemake.log")).read_text()
+    assert "reason: Missing output files" in log  # the full detail stays in the run's log file
+
+
+def test_shell_commands_with_p_and_a_failed_job_in_full(tmp_path):
+    proc = _run(tmp_path, "-p", "--show-failed-logs", fail="b")
+    assert proc.returncode != 0
+    assert re.search(TIME + r"   \$ echo made a > out/a.txt", proc.stderr)
+    assert "Error in rule make:" in proc.stderr and "boom" in proc.stderr  # the error block and its log
+
+
+def test_a_dry_run_lists_the_jobs_in_full(tmp_path):
+    proc = _run(tmp_path, "-n")
+    assert proc.returncode == 0
+    assert re.search(r"^rule make:$", proc.stdout + proc.stderr, re.M) and "reason:" in proc.stdout + proc.stderr
