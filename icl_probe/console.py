@@ -8,7 +8,8 @@ Snakemake's console handler only, turns them into
     [23:01:28] probe mini/pythia-s/step1000 started
     [23:01:35] probe mini/pythia-s/step1000 done (13 of 88 jobs, 15%)
 
-and drops the scheduler's "Select jobs to execute..." / "Execute N jobs..." lines. Errors, warnings,
+and drops the scheduler's "Select jobs to execute..." / "Execute N jobs..." lines; after Ctrl-C each
+job it stopped is one line, not an error block with its traceback. Errors, warnings,
 the job table and everything else pass unchanged; shell commands appear only with
 ``--printshellcmds`` (``-p``). The full detail stays in the run's log file,
 ``.snakemake/log/*.snakemake.log``, written from the unchanged records. The workflow
@@ -42,6 +43,7 @@ class ShortJobLines:
         self.clock = clock
         self.labels: dict = {}  # jobid -> label, from the job's start to its end
         self.finished: deque = deque()  # labels of finished jobs whose progress line is next
+        self.interrupted = False  # after Ctrl-C the stopped jobs "fail": one line each, not an error block
 
     def _line(self, record: logging.LogRecord, text: str) -> logging.LogRecord:
         line = copy.copy(record)
@@ -68,6 +70,14 @@ class ShortJobLines:
             return self._line(record, f"  $ {cmd}") if cmd else None
         if event == "job_started":  # "Execute N jobs..."
             return None
+        if event == "job_error" and self.interrupted:
+            label = self.labels.pop(getattr(record, "jobid", None), getattr(record, "rule_name", "a job"))
+            return self._line(record, f"{label} stopped (interrupted; the next run redoes it)")
+        if event == "error" and self.interrupted and getattr(record, "exception", "") == "RuleException":
+            return None  # the stopped job's "command exited with non-zero exit code"
+        if not event and str(record.msg).startswith("Terminating processes on user request"):
+            self.interrupted = True
+            return record
         if not event and isinstance(record.msg, str) and record.msg.startswith(_SCHEDULER):
             return None
         return record

@@ -55,3 +55,27 @@ def test_a_dry_run_lists_the_jobs_in_full(tmp_path):
     proc = _run(tmp_path, "-n")
     assert proc.returncode == 0
     assert re.search(r"^rule make:$", proc.stdout + proc.stderr, re.M) and "reason:" in proc.stdout + proc.stderr
+
+
+def test_ctrl_c_is_one_line_per_stopped_job(tmp_path):
+    """Ctrl-C (SIGINT to the terminal's process group): each job it stops is one line, not an
+    error block with the job's traceback and shell command."""
+    import os
+    import signal
+    import time
+
+    (tmp_path / "Snakefile").write_text(SNAKEFILE.replace("echo made", "sleep 60; echo made"))
+    log = tmp_path / "console.txt"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1"], cwd=tmp_path, stdout=out,
+                                stderr=subprocess.STDOUT, env={"FAIL": "none", "PATH": "/usr/bin:/bin"},
+                                start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        deadline = time.monotonic() + 60
+        while "make a started" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) != 0
+    text = log.read_text()
+    assert re.search(TIME + r" make a stopped \(interrupted; the next run redoes it\)$", text, re.M), text
+    assert "Error in rule" not in text and "CalledProcessError" not in text
