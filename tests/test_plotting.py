@@ -126,11 +126,11 @@ def test_contraction_shows_the_deepest_clean_model(tmp_path):
     partial = [PARTIAL]  # partly measured is not excluded: it may be shown
     models = [with_layers("shallow", 2), with_layers("deep", 3), with_layers("deepest-but-flagged", 6, [flagged])]
     _, caption = plot_contraction(models + [with_layers("deeper-partial", 4, partial)], tmp_path)
-    assert "checkpoints of deeper-partial." in caption
+    assert "checkpoints of deeper-partial (" in caption
     _, caption = plot_contraction(models, tmp_path)
-    assert "checkpoints of deep." in caption
+    assert "checkpoints of deep (" in caption
     _, caption = plot_contraction([with_layers("a", 2, [flagged]), with_layers("b", 4, [flagged])], tmp_path)
-    assert "checkpoints of b." in caption
+    assert "checkpoints of b (" in caption
 
 
 def test_draw_all_writes_each_caption_as_rst_that_renders_as_the_caption(tmp_path):
@@ -166,3 +166,184 @@ def test_a_third_party_probe_gets_the_probe_scalars_figure(tmp_path):
     assert "counting: count_acc, count_logp" in out["probe_scalars"]["caption"]
     assert (tmp_path / "probe_scalars.rst").exists()
     assert "probe_scalars" not in draw_all([a], tmp_path / "ours", {"probes": ["gd_readout"]})
+
+
+# --- readability: labels from one table, every marker visible, one x axis, identified points ---
+
+
+@pytest.fixture
+def kept(monkeypatch):
+    """The figures ``save`` would close, kept open: name (its label) -> Figure; closed afterwards."""
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(plt, "close", lambda fig=None: None)
+    yield lambda: {plt.figure(n).get_label(): plt.figure(n) for n in plt.get_fignums()}
+    monkeypatch.undo()
+    plt.close("all")
+
+
+def same_crossing(name, step=31.6, **cols):
+    md = model(name, sign_agreement=np.linspace(0.5, 0.9, 5), late_early_ratio=np.linspace(1, 3, 5),
+               rho_pred=np.linspace(1, 1.3, 5), rho_obs=np.linspace(1, 1.25, 5), ar_acc=np.linspace(0, 0.5, 5),
+               **cols)
+    md.stats = {"statistics": {"zero_crossing_interp": step, "sink_half_rise_step": 100.0, "peak_step": 1000.0}}
+    return md
+
+
+def display_xy(line):
+    xy = np.column_stack([line.get_xdata(), line.get_ydata()])
+    return line.get_transform().transform(xy)
+
+
+def test_coinciding_zero_crossings_stay_visible(tmp_path, kept):
+    """Three models with the same zero-crossing step: three diamonds, at the crossing's x,
+    none covering another on screen; the caption says they are stacked."""
+    models = [same_crossing(n) for n in ("a", "b", "c")]
+    _, caption = plot_emergence(models, tmp_path)
+    ax = kept()["emergence"].axes[0]
+    fig = ax.figure
+    fig.canvas.draw()
+    diamonds = [ln for ln in ax.get_lines() if ln.get_marker() == "D" and len(ln.get_xdata())]
+    assert len(diamonds) == 3
+    assert {ln.get_markeredgecolor() for ln in diamonds} == {styles(models)[m]["color"] for m in "abc"}
+    pos = np.array([display_xy(ln)[0] for ln in diamonds])
+    size_px = diamonds[0].get_markersize() * fig.dpi / 72
+    assert np.allclose(pos[:, 0], pos[0, 0])  # all at the crossing's step
+    gaps = [np.linalg.norm(p - q) for i, p in enumerate(pos) for q in pos[i + 1:]]
+    assert min(gaps) >= size_px  # no diamond hides another
+    zero_y = ax.transData.transform([[1.0, 0.0]])[0, 1]
+    assert np.isclose(pos[:, 1].mean(), zero_y)  # centred on the 0 line
+    assert "hollow diamond" in caption and "stacked vertically" in caption
+    _, alone = plot_emergence([same_crossing("a"), same_crossing("b", step=600.0)], tmp_path / "apart")
+    assert "hollow diamond" in alone and "stacked" not in alone  # said only when it happened
+
+
+def test_coinciding_coemergence_lines_are_side_by_side(tmp_path, kept):
+    from icl_probe.plotting.coemergence import plot_coemergence
+
+    models = [same_crossing(n) for n in ("a", "b", "c")]
+    plot_coemergence(models, tmp_path)
+    fig = kept()["coemergence"]
+    fig.canvas.draw()
+    for ax in fig.axes:
+        vlines = [ln for ln in ax.get_lines() if ln.get_linestyle() == ":" and len(ln.get_xdata()) == 2]
+        xs = sorted(display_xy(ln)[0, 0] for ln in vlines)
+        assert len(xs) == 3 and min(np.diff(xs)) > 1.0  # three lines, on distinct pixels
+
+
+def line_triple(line):
+    return (matplotlib.colors.to_hex(line.get_color()), str(line.get_linestyle()), line.get_marker())
+
+
+def test_lines_of_the_layer_figures_are_distinguishable(tmp_path, kept):
+    """Five identical surprisal curves (contraction, right) and three identical readout curves
+    (layer_readout): each line its own (colour, linestyle, marker), and their markers apart on screen."""
+    from icl_probe.plotting.contraction import plot_contraction
+    from icl_probe.plotting.layers import plot_layer_readout
+
+    md = model("a")
+    md.layers = pd.DataFrame([{"revision": f"step{s}", "step": float(s), "metric": m, "layer": l, "value": 5.0}
+                              for s in (0, 1, 10, 100, 1000) for m in ("surprisal", "mean_err") for l in range(4)])
+    plot_contraction([md], tmp_path)
+    plot_layer_readout([md, *(ModelData(suite="mini", model=n, table=md.table, layers=md.layers) for n in "bc")],
+                       tmp_path)
+    figs = kept()
+    for name, ax, n in (("contraction", figs["contraction"].axes[1], 5),
+                        ("layer_readout", figs["layer_readout"].axes[0], 3)):
+        lines = [ln for ln in ax.get_lines() if len(ln.get_xdata())]
+        assert len(lines) == n, name
+        assert len({line_triple(ln) for ln in lines}) == n, name
+        figs[name].canvas.draw()
+        first = np.array([display_xy(ln)[0] for ln in lines])  # the layer-0 marker of each line
+        gaps = np.diff(np.sort(first[:, 0]))
+        assert min(gaps) >= 0.5 * lines[0].get_markersize() * figs[name].dpi / 72, name
+        assert np.ptp(first[:, 1]) < 1e-6  # moved sideways only, never in value
+
+
+def test_every_checkpoint_figure_of_a_run_uses_one_x_axis(tmp_path, kept):
+    """The figures against training (emergence, coemergence, lifecycle, probe_scalars) share one
+    x-axis label: steps for one suite (the life-cycle figure too), tokens for mixed suites."""
+    from pathlib import Path
+
+    from matplotlib._pylab_helpers import Gcf
+
+    from icl_probe.plotting.common import LABELS
+
+    example = str(Path(__file__).resolve().parents[1] / "docs" / "examples" / "counting.py")
+    cfg = {"probes": ["gd_readout", "counting"], "external": [example]}
+    for suite_b, expected in (("mini", LABELS["step"]), ("olmo2", LABELS["tokens_B"])):
+        models = [same_crossing("a", count_acc=np.linspace(0, 1, 5), count_logp=np.linspace(-3, -1, 5)),
+                  same_crossing("b", count_acc=np.linspace(0, 1, 5), count_logp=np.linspace(-3, -1, 5))]
+        models[1].suite = suite_b
+        out = draw_all(models, tmp_path / suite_b, cfg)
+        figs = kept()
+        names = ("emergence", "coemergence", "lifecycle", "probe_scalars")
+        xlabels = {name: {ax.get_xlabel() for ax in figs[name].axes if ax.get_xlabel()} for name in names}
+        assert all(labels == {expected} for labels in xlabels.values()), xlabels
+        assert all(expected in out[name]["caption"] for name in names)
+        Gcf.destroy_all()  # plt.close("all"), which the fixture holds back
+
+
+def test_axis_labels_are_human_names_with_units_from_one_table(tmp_path, kept):
+    from icl_probe.plotting.common import LABELS, label
+
+    assert label("slope_alpha") == "GD-readout slope α (slope_alpha)"
+    assert label("sink_frac") == "sink fraction, share of attention on token 0 (sink_frac)"
+    assert label("count_acc", "counting") == "count_acc (probe counting)"  # not ours: its code name
+    assert "\n" in label("sign_agreement", width=30) and " ".join(label("sign_agreement", width=30).split()) \
+        == LABELS["sign_agreement"]
+    draw_all([same_crossing("a", induction_acc=np.linspace(0, 1, 5)), same_crossing("b")], tmp_path)
+    known = set(LABELS.values())
+    for name, fig in kept().items():
+        for ax in fig.axes:
+            for text in (ax.get_xlabel(), ax.get_ylabel()):
+                if text:
+                    assert " ".join(text.split()) in known, (name, text)
+    ylabels = {" ".join(ax.get_ylabel().split()) for fig in kept().values() for ax in fig.axes}
+    assert {LABELS[c] for c in ("error_reduction", "sign_agreement", "late_early_ratio", "rho_pred",
+                                "mean_err", "surprisal", "heldout")} <= ylabels
+
+
+def test_contraction_points_name_their_model_and_checkpoint(tmp_path, kept):
+    from icl_probe.plotting.contraction import plot_contraction
+
+    models = [same_crossing(n) for n in ("pythia-s", "pythia-m", "olmo2-s")]
+    _, caption = plot_contraction(models, tmp_path)
+    left = kept()["contraction"].axes[0]
+    legend = [t.get_text() for t in left.get_legend().get_texts()]
+    notes = [t.get_text() for t in left.texts]
+    for m in ("pythia-s", "pythia-m", "olmo2-s"):
+        assert m in legend
+        assert f"{m} step 0" in notes and f"{m} step 1000" in notes  # first and last checkpoint
+    markers = {ln.get_marker() for ln in left.get_lines() if ln.get_linestyle() == "None"}
+    assert len(markers) == 3  # a marker shape per model
+    assert "labelled by model and step" in caption
+
+
+def test_an_all_zero_sink_rate_says_why(tmp_path):
+    from icl_probe.plotting.coemergence import plot_coemergence
+
+    zero = [same_crossing(n, sink_rate_eps=0.0) for n in ("a", "b")]
+    zero[0].layers = pd.concat([zero[0].layers, pd.DataFrame(
+        [{"revision": "step10", "step": 10.0, "metric": "sink_frac", "layer": l, "value": v}
+         for l, v in enumerate((0.04, 0.12))])])
+    _, caption = plot_coemergence(zero, tmp_path)
+    assert ("sink_rate_eps is 0 at every checkpoint: no head puts more than eps=0.3 of its attention on "
+            "token 0; see sink_frac for the continuous measure (its largest layer mean there is 0.12).") in caption
+    _, caption = plot_coemergence(zero, tmp_path, eps=0.5)
+    assert "eps=0.5" in caption
+    some = [same_crossing("a", sink_rate_eps=0.0), same_crossing("b", sink_rate_eps=[0, 0, 5.0, 10.0, 20.0])]
+    _, caption = plot_coemergence(some, tmp_path)
+    assert "sink_rate_eps is 0 at every checkpoint of a:" in caption
+    _, caption = plot_coemergence([same_crossing("b", sink_rate_eps=[0, 0, 5.0, 10.0, 20.0])], tmp_path)
+    assert "sink_rate_eps" not in caption  # not all zero: nothing to explain
+
+
+def test_a_missing_mark_is_explained_from_stats_json(tmp_path):
+    flat = same_crossing("a")
+    flat.stats = {"statistics": {"zero_crossing_interp": None},
+                  "null": {"zero_crossing_interp": "no valley: min ER >= -tau_min"}}
+    _, caption = plot_emergence([flat, same_crossing("b")], tmp_path)
+    assert "no diamond for a (no valley: min ER >= -tau_min)" in caption
+    _, caption = plot_emergence([flat], tmp_path)
+    assert "no model has a diamond (no valley: min ER >= -tau_min)" in caption

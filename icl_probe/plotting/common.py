@@ -1,4 +1,6 @@
-"""Shared figure plumbing: the data a figure gets, the checkpoint axis, styles, saving."""
+"""Shared figure plumbing: the data a figure gets, the axis labels (``LABELS``), the
+checkpoint axis, styles (a colour and a marker shape per model), marks that must stay
+visible where models coincide, saving."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter  # noqa: E402
+from matplotlib.transforms import offset_copy  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from icl_probe.io import atomic_write  # noqa: E402
@@ -18,6 +21,52 @@ from icl_probe.stats.axis import left_edge  # noqa: E402
 from icl_probe.stats.qc import excluded_reasons, is_excluded, is_partial, partial_columns  # noqa: E402
 
 QC_COLOR = "0.6"
+
+# The axis label of every quantity a figure draws: a human name with its unit, then the
+# column's code name in brackets (the name in table.csv / layers.csv and docs/metrics.md).
+# Every figure takes its labels from here (``label``), none spells its own.
+LABELS = {
+    "step": "training step (log scale; step 0 at left edge)",
+    "tokens_B": "training tokens, billions (log scale; 0 at left edge)",
+    "layer": "layer (0 = embedding)",
+    "relative_depth": "relative depth l / L (0 = embedding)",
+    "error_reduction": "error reduction ER, digits (error_reduction)",
+    "sign_agreement": "sign agreement, fraction of layer updates toward the answer (sign_agreement)",
+    "slope_alpha": "GD-readout slope α (slope_alpha)",
+    "rho_pred": "predicted contraction rate ρ_pred = 1 − α, per layer (rho_pred)",
+    "rho_obs": "observed contraction rate ρ_obs, residual ratio per layer (rho_obs)",
+    "mean_err": "readout error |y* − ŷ|, digits (mean_err)",
+    "surprisal": "induction surprisal, nats (surprisal)",
+    "induction_acc": "induction accuracy, fraction (induction_acc)",
+    "ar_acc": "associative-recall accuracy, fraction (ar_acc)",
+    "heldout": "held-out accuracy, fraction (induction_acc, ar_acc)",
+    "sink_frac": "sink fraction, share of attention on token 0 (sink_frac)",
+    "sink_rate_eps": "sink rate, percent of heads with α > eps (sink_rate_eps)",
+    "late_early_ratio": "sink late/early ratio, late ÷ early sink_frac (late_early_ratio)",
+}
+
+# One marker shape per model (in model order), on every figure; "D" is kept for the
+# ER zero crossing. Line markers are hollow, so that coinciding shapes stay visible.
+MARKERS = ("o", "s", "^", "v", "P", "X", "<", ">", "h", "*")
+# Line styles for several lines of one model (the checkpoints of a by-layer panel).
+LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1.5, 1, 1.5, 1, 1.5)), (0, (8, 2)), (0, (1, 3)))
+# Sideways shift between neighbouring lines on a by-layer axis (layers; on a relative-depth
+# axis, l / L), so that lines that coincide show every marker.
+# Whatever the number of lines, they spread over at most ±DODGE_MAX (in the same units).
+LAYER_DODGE, LAYER_DODGE_MAX = 0.07, 0.2
+RELATIVE_DODGE, RELATIVE_DODGE_MAX = 0.015, 0.04
+
+
+def label(name: str, probe: str | None = None, width: int | None = None) -> str:
+    """The axis label of column ``name`` (``LABELS``); a column not in the table is shown by
+    its code name (``probe``: "(probe NAME)" added). ``width``: wrap to lines of about that
+    many characters (for y labels of short panels)."""
+    text = LABELS.get(name) or (f"{name} (probe {probe})" if probe else name)
+    if width is None or len(text) <= width:
+        return text
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width=width, break_long_words=False))
 
 
 @dataclass
@@ -56,13 +105,14 @@ class ModelData:
 
 
 def styles(models: list[ModelData]) -> dict[str, dict]:
-    """model -> line kwargs: a colour per model that is not excluded, labelled "model"
-    (clean) or "model (partly measured)"; excluded models grey and dashed, labelled
-    "model (excluded: reason)". Draw a column with ``measured`` so a partly measured
-    one has markers only where it was measured."""
+    """model -> line kwargs: a marker shape per model (``MARKERS``, in model order, hollow)
+    and a colour per model that is not excluded, labelled "model" (clean) or "model (partly
+    measured)"; excluded models grey and dashed, labelled "model (excluded: reason)". Draw
+    a column with ``draw_measured`` so a partly measured one has markers only where it was
+    measured."""
     cmap = plt.get_cmap("tab10")
     out, k = {}, 0
-    for md in models:
+    for i, md in enumerate(models):
         if md.excluded:
             out[md.model] = {"color": QC_COLOR, "linestyle": "--", "zorder": 1.5,
                              "label": f"{md.model} (excluded: {excluded_reasons(md.issues)})"}
@@ -70,6 +120,7 @@ def styles(models: list[ModelData]) -> dict[str, dict]:
             out[md.model] = {"color": cmap(k % 10), "linestyle": "-", "zorder": 2.5,
                              "label": md.model + (" (partly measured)" if md.partial else "")}
             k += 1
+        out[md.model]["marker"] = MARKERS[i % len(MARKERS)]
     return out
 
 
@@ -82,13 +133,97 @@ def measured(x, *ys):
     return (x[keep], *[y[keep] for y in ys])
 
 
-def draw_measured(ax, x, y, markersize: float = 3, **kw):
-    """``ax.plot`` of y against x at the measured (finite) points only: markers there and the
-    line through them; a partly measured column gets markers twice as large, so that a
-    column measured at a few checkpoints is not mistaken for a continuous curve."""
+def draw_measured(ax, x, y, markersize: float = 4, **kw):
+    """``ax.plot`` of y against x at the measured (finite) points only: hollow markers there
+    (the style's shape, default "o") and the line through them; a partly measured column gets
+    markers twice as large, so that a column measured at a few checkpoints is not mistaken for
+    a continuous curve."""
     xm, ym = measured(x, y)
     partly = len(ym) < np.isfinite(np.asarray(x, dtype=float)).sum()
-    return ax.plot(xm, ym, marker="o", markersize=markersize * (2 if partly else 1), **kw)
+    kw.setdefault("marker", "o")
+    kw.setdefault("markerfacecolor", "none")
+    kw.setdefault("markeredgewidth", 1.0)
+    kw.setdefault("linewidth", 1.2)
+    return ax.plot(xm, ym, markersize=markersize * (2 if partly else 1), **kw)
+
+
+def clusters(ax, xs, min_pt: float) -> list[list[int]]:
+    """Indices of ``xs`` (data x of ``ax``, limits already set) grouped where neighbours lie
+    closer than ``min_pt`` points on screen, each group in x order."""
+    if not len(xs):
+        return []
+    px = ax.transData.transform(np.column_stack([np.asarray(xs, dtype=float), np.zeros(len(xs))]))[:, 0]
+    pt = px * 72.0 / ax.figure.dpi
+    order = sorted(range(len(xs)), key=lambda i: (pt[i], i))
+    groups = [[order[0]]]
+    for i in order[1:]:
+        if pt[i] - pt[groups[-1][-1]] < min_pt:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def spread(k: int, n: int, step: float) -> float:
+    """The offset of item k of n spread symmetrically around 0, ``step`` apart."""
+    return (k - (n - 1) / 2.0) * step
+
+
+ZC_MARKER = {"marker": "D", "markersize": 8, "markerfacecolor": "white", "markeredgewidth": 1.6}
+
+
+def stacked_marks(ax, marks, y: float = 0.0, size: float = ZC_MARKER["markersize"]) -> list:
+    """Hollow diamonds at (x, y) for ``marks`` = [(x, color)], one ``ax.plot`` each. Where
+    several fall on the same spot (closer than a marker on screen) they are stacked
+    vertically, a marker's height apart and centred on y, so that every one stays visible;
+    x is never moved. Call after the x limits are set. Returns the lines."""
+    lines = [None] * len(marks)
+    for group in clusters(ax, [m[0] for m in marks], size * 1.6):
+        for k, i in enumerate(group):
+            x, color = marks[i]
+            dy = spread(k, len(group), size * 1.25)
+            tr = offset_copy(ax.transData, fig=ax.figure, y=dy, units="points")
+            (lines[i],) = ax.plot([x], [y], linestyle="none", markeredgecolor=color, transform=tr,
+                                  zorder=4, gid="moved" if dy else None, **ZC_MARKER)
+    return lines
+
+
+def dodge_step(n: int, relative: bool = False) -> float:
+    """The sideways step between neighbouring lines of n on a by-layer axis: ``LAYER_DODGE``
+    (``RELATIVE_DODGE`` on a relative-depth axis), smaller where n lines would spread wider
+    than ±``*_DODGE_MAX``."""
+    step, most = (RELATIVE_DODGE, RELATIVE_DODGE_MAX) if relative else (LAYER_DODGE, LAYER_DODGE_MAX)
+    return min(step, 2 * most / (n - 1)) if n > 1 else 0.0
+
+
+def layer_dodge(layers, k: int, n: int, depth: float | None = None) -> np.ndarray:
+    """The x of line k of n on a by-layer axis: ``layers`` shifted by ``spread(k, n,
+    dodge_step(n))``; with ``depth`` (L) the relative depth l / L, shifted likewise."""
+    x = np.asarray(layers, dtype=float)
+    if depth is None:
+        return x + spread(k, n, dodge_step(n))
+    return x / max(depth, 1) + spread(k, n, dodge_step(n, relative=True))
+
+
+def moved(line) -> bool:
+    """Whether a mark of ``stacked_marks`` or ``dodged_vlines`` was moved on screen off its
+    plain position because it shared its spot with another (its gid is "moved")."""
+    return line is not None and line.get_gid() == "moved"
+
+
+def dodged_vlines(ax, marks, gap_pt: float = 2.5, **kw) -> list:
+    """Vertical lines at ``marks`` = [(x, color)]; lines that would fall on one another
+    (closer than ``gap_pt`` points) are drawn side by side, ``gap_pt`` apart, centred on
+    their x. Call after the x limits are set. Returns the lines."""
+    lines = [None] * len(marks)
+    for group in clusters(ax, [m[0] for m in marks], gap_pt):
+        for k, i in enumerate(group):
+            x, color = marks[i]
+            dx = spread(k, len(group), gap_pt)
+            tr = offset_copy(ax.get_xaxis_transform(), fig=ax.figure, x=dx, units="points")
+            (lines[i],) = ax.plot([x, x], [0, 1], color=color, transform=tr, scalex=False, scaley=False,
+                                  gid="moved" if dx else None, **kw)
+    return lines
 
 
 def zero_crossing_step(md: ModelData) -> float | None:
@@ -99,6 +234,28 @@ def zero_crossing_step(md: ModelData) -> float | None:
         return st["zero_crossing_interp"]
     zc = st.get("zero_crossing")
     return zc.get("interpolated") if isinstance(zc, dict) else None
+
+
+def null_reason(md: ModelData, key: str) -> str | None:
+    """Why statistic ``key`` of the model is null, from stats.json ``null`` (the entry for
+    ``key``, else for ``all``); None when no reason is recorded."""
+    null = md.stats.get("null") or {}
+    return null.get(key) or null.get("all")
+
+
+def missing_marks_note(models: list[ModelData], key: str, what: str) -> str:
+    """The caption's clause for the models (not excluded) without a ``what`` mark, grouped by
+    the reason stats.json gives for ``key`` being null, e.g. "no diamond for a and b (no
+    valley: min ER >= -tau_min)", or "no model has a diamond (...)"; "" when every model has one."""
+    by_reason: dict[str, list[str]] = {}
+    for md in models:
+        if md.flagged or (md.stats.get("statistics") or {}).get(key) is not None:
+            continue
+        by_reason.setdefault(null_reason(md, key) or "not computed", []).append(md.model)
+    if not by_reason:
+        return ""
+    return "; ".join(f"no model has a {what} ({why})" if len(names) == len(models)
+                     else f"no {what} for {_join(names)} ({why})" for why, names in by_reason.items())
 
 
 class CheckpointAxis:
@@ -119,8 +276,7 @@ class CheckpointAxis:
             if models else np.array([1.0])
         self.edge = left_edge(vals)
         self.xmax = float(np.nanmax(vals)) if np.isfinite(vals).any() and np.nanmax(vals) > 0 else self.edge * 10
-        self.label = ("training tokens (billions, log scale; 0 at left edge)" if use_tokens
-                      else "training step (log scale; step 0 at left edge)")
+        self.label = LABELS[self.column]
 
     def x(self, md: ModelData) -> np.ndarray:
         v = md.table[self.column].to_numpy(dtype=float)
@@ -167,7 +323,9 @@ def no_data(ax, text: str, keep_x: bool = False) -> None:
 
 
 def save(fig, out_dir, name: str) -> list[Path]:
-    """Atomically write ``{name}.png`` (150 dpi) and ``{name}.pdf``; closes the figure."""
+    """Atomically write ``{name}.png`` (150 dpi) and ``{name}.pdf``; closes the figure
+    (labelled ``name`` first, so that a test that keeps figures open can find it)."""
+    fig.set_label(name)
     out_dir = Path(out_dir)
     paths = []
     for ext in ("png", "pdf"):
@@ -220,3 +378,36 @@ def qc_note(models: list[ModelData]) -> str:
     if excluded:
         out += " Excluded by quality control and drawn grey and dashed: " + ", ".join(excluded) + "."
     return out
+
+
+def default_sink_eps() -> float:
+    """The attention-sink probe's default eps (``probes.attention_sinks.eps``)."""
+    from icl_probe.probes.attention_sinks import PROBE
+
+    return float(PROBE.settings["eps"]["default"])
+
+
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def sink_rate_note(models: list[ModelData], eps: float | None = None) -> str:
+    """The caption's sentence on a ``sink_rate_eps`` that is 0 at every measured checkpoint
+    (of every model that has the column, or of the models named), saying why and pointing
+    to ``sink_frac``, with the largest per-layer ``sink_frac`` of those models where
+    layers.csv has it; "" when no model's sink_rate_eps is all zero. ``eps``: the threshold
+    (default: the probe's default, ``default_sink_eps``)."""
+    eps = default_sink_eps() if eps is None else float(eps)
+    have = [md for md in models if "sink_rate_eps" in md.table and np.isfinite(md.column("sink_rate_eps")).any()]
+    zero = [md for md in have if np.all(md.column("sink_rate_eps")[np.isfinite(md.column("sink_rate_eps"))] == 0)]
+    if not zero:
+        return ""
+    where = "every checkpoint" if len(zero) == len(have) else f"every checkpoint of {_join([md.model for md in zero])}"
+    out = (f" sink_rate_eps is 0 at {where}: no head puts more than eps={eps:g} of its attention on token 0; "
+           "see sink_frac for the continuous measure")
+    fr = [md.layers.loc[md.layers["metric"] == "sink_frac", "value"].to_numpy(dtype=float)
+          for md in zero if md.layers is not None and "metric" in md.layers]
+    fr = np.concatenate(fr) if fr else np.array([])
+    if np.isfinite(fr).any():
+        out += f" (its largest layer mean there is {np.nanmax(fr):.2f})"
+    return out + "."

@@ -5,7 +5,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from icl_probe.plotting.common import CheckpointAxis, ModelData, draw_measured, no_data, qc_note, save, styles
+from icl_probe.plotting.common import (CheckpointAxis, ModelData, draw_measured, label, no_data, qc_note, save,
+                                      styles)
 
 
 def plot_probe_scalars(models: list[ModelData], out_dir, probes: dict[str, tuple[str, ...]],
@@ -25,13 +26,13 @@ def plot_probe_scalars(models: list[ModelData], out_dir, probes: dict[str, tuple
                 kw = dict(sty[md.model])
                 if i:
                     kw.pop("label")
-                draw_measured(ax, axis.x(md), md.column(col), markersize=3, **kw)
+                draw_measured(ax, axis.x(md), md.column(col), **kw)
                 drawn = True
         axis.apply(ax, label=ax is axes[-1])
         if not drawn:
             no_data(ax, f"no {col} column", keep_x=True)
             continue
-        ax.set_ylabel(f"{col}\n(probe {probe})", fontsize=8)
+        ax.set_ylabel(label(col, probe, width=30), fontsize=8)
     if not panels:
         no_data(axes[0], "no probe without a figure of its own is enabled")
     elif any(ax.get_legend_handles_labels()[0] for ax in axes[:1]):
@@ -40,6 +41,7 @@ def plot_probe_scalars(models: list[ModelData], out_dir, probes: dict[str, tuple
     paths = save(fig, out_dir, name)
     listed = "; ".join(f"{p}: {', '.join(cols)}" for p, cols in probes.items()) or "none"
     caption = (f"Every scalar of the enabled probes that have no figure of their own ({listed}) against "
-               f"{axis.label}, one line per model, in the units the probe defines (see the probe's module)."
+               f"{axis.label}, one line per model (its own colour and marker shape), in the units the probe "
+               "defines (see the probe's module)."
                + qc_note(models))
     return paths, caption
