@@ -99,7 +99,17 @@ def _load_model_dir(model_dir) -> ModelData:
     suite = stats.get("suite") or qc.get("suite") or (table["suite"].iloc[0] if len(table) else d.parent.name)
     model = stats.get("model") or qc.get("model") or (table["model"].iloc[0] if len(table) else d.name)
     return ModelData(suite=str(suite), model=str(model), table=table, layers=layers,
-                     stats=stats, issues=qc.get("issues", stats.get("qc", [])))
+                     stats=stats, issues=qc.get("issues", stats.get("qc", [])), sink_eps=_sink_eps(d))
+
+
+def _sink_eps(model_dir: Path) -> float | None:
+    """The attention-sink threshold the model's results were made with (the ``settings`` of one
+    of its attention_sinks.json), for the captions; None without one."""
+    for path in sorted(model_dir.glob("*/attention_sinks.json")):
+        if path.parent.name != "prompts":
+            eps = (read_json(path).get("settings") or {}).get("eps")
+            return None if eps is None else float(eps)
+    return None
 
 
 QC_TABLE_COLUMNS = ["suite", "model", "status", "kind", "reason", "revisions"]

@@ -299,3 +299,23 @@ def test_aggregate_reads_the_enabled_probes_not_every_file_in_the_folder(tmp_pat
     # a revision whose given results lack an enabled probe is a missing checkpoint
     paths = aggregate_model(d, manifest, cfg, results=[p for p in given if p != d / revisions[3] / "induction.json"])
     assert read_json(paths["qc"])["issues"][0]["revisions"] == [revisions[3]]
+
+
+def test_the_sink_threshold_of_a_models_results_reaches_its_figures(tmp_path):
+    """sink_eps: the eps recorded in the settings of the model's attention_sinks.json (not in
+    prompts/), None when no result records one."""
+    import json
+
+    from icl_probe.aggregate import _load_model_dir
+
+    d = tmp_path / "mini" / "m"
+    write_model(d, "mini", "m", steps=(0, 1, 2, 4, 8))
+    aggregate_model(d, d / "manifest.json", CFG)
+    assert _load_model_dir(d).sink_eps is None
+    for path in d.glob("step*/attention_sinks.json"):
+        res = json.loads(path.read_text())
+        res["settings"] = {**res.get("settings", {}), "eps": 0.15}
+        path.write_text(json.dumps(res))
+    (d / "prompts").mkdir()
+    (d / "prompts" / "attention_sinks.json").write_text(json.dumps({"settings": {"eps": 0.9}}))
+    assert _load_model_dir(d).sink_eps == 0.15

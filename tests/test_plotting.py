@@ -332,6 +332,9 @@ def test_an_all_zero_sink_rate_says_why(tmp_path):
             "token 0; see sink_frac for the continuous measure (its largest layer mean there is 0.12).") in caption
     _, caption = plot_coemergence(zero, tmp_path, eps=0.5)
     assert "eps=0.5" in caption
+    for md in zero:  # the threshold the results were made with (attention_sinks.json's settings)
+        md.sink_eps = 0.2
+    assert "eps=0.2 of its attention" in plot_coemergence(zero, tmp_path)[1]
     some = [same_crossing("a", sink_rate_eps=0.0), same_crossing("b", sink_rate_eps=[0, 0, 5.0, 10.0, 20.0])]
     _, caption = plot_coemergence(some, tmp_path)
     assert "sink_rate_eps is 0 at every checkpoint of a:" in caption

@@ -84,6 +84,7 @@ class ModelData:
     layers: pd.DataFrame | None = None
     stats: dict = field(default_factory=dict)
     issues: list = field(default_factory=list)
+    sink_eps: float | None = None  # probes.attention_sinks.eps its results were made with, if known
 
     @property
     def excluded(self) -> bool:
@@ -397,7 +398,9 @@ def sink_rate_note(models: list[ModelData], eps: float | None = None) -> str:
     to ``sink_frac``, with the largest per-layer ``sink_frac`` of those models where
     layers.csv has it; "" when no model's sink_rate_eps is all zero. ``eps``: the threshold
     (default: the probe's default, ``default_sink_eps``)."""
-    eps = default_sink_eps() if eps is None else float(eps)
+    if eps is None:  # the threshold the models' results were made with, else the probe's default
+        known = {md.sink_eps for md in models if md.sink_eps is not None}
+        eps = known.pop() if len(known) == 1 else default_sink_eps()
     have = [md for md in models if "sink_rate_eps" in md.table and np.isfinite(md.column("sink_rate_eps")).any()]
     zero = [md for md in have if np.all(md.column("sink_rate_eps")[np.isfinite(md.column("sink_rate_eps"))] == 0)]
     if not zero:
