@@ -103,8 +103,21 @@ def _use_threads(threads: int | None) -> None:
 
 def cmd_build_minisuite(args) -> None:
     from icl_probe.minisuite.build import build_model
+    from icl_probe.progress import every
 
-    build_model(args.model, args.cache_dir, seed=args.seed, threads=args.threads)
+    build_model(args.model, args.cache_dir, seed=args.seed, threads=args.threads,
+                log=every(args.console_every, _console(args.progress_fd)))
+
+
+def _console(fd: int | None):
+    """A line-buffered stream on file descriptor ``fd`` (the workflow passes the console as 3),
+    or None when it is not given or not open."""
+    if fd is None:
+        return None
+    try:
+        return open(fd, "w", buffering=1, closefd=False)
+    except OSError:
+        return None
 
 
 def cmd_resolve(args) -> None:
@@ -251,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=1,
                    help="CPU threads of the training (default 1); the files are byte-identical for the same "
                         "model, seed and threads")
+    s.add_argument("--progress-fd", type=int, default=None,
+                   help="also write a progress line to this open file descriptor (the workflow: 3, its console) "
+                        "at most every --console-every seconds, and the last one")
+    s.add_argument("--console-every", type=float, default=30.0)
     s.set_defaults(func=cmd_build_minisuite)
 
     s = sub.add_parser("resolve", help="write a model's manifest of revisions")

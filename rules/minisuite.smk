@@ -17,4 +17,5 @@ rule build_minisuite:
         seed=config["minisuite"]["seed"],
     shell:
         "icl-probe build-minisuite --model {wildcards.name} --cache-dir {params.cache}"
-        " --seed {params.seed} --threads {threads} > {log} 2>&1"
+        # every checkpoint's line to the log, one every 30 s to the console (3>&2: fd 3 is the console)
+        " --seed {params.seed} --threads {threads} --progress-fd 3 3>&2 > {log} 2>&1"

@@ -249,3 +249,18 @@ def test_progress_line_has_elapsed_rate_and_time_left():
     assert progress(30, 120, 60.0, "steps") == "(1 min 0 s, 0.5 steps/s, ETA 3 min 0 s)"
     assert progress(4, 4, 2.0, "probes") == "(2 s, 2.0 probes/s, done)"
     assert progress(0, 4, 0.0, "probes") == "(0 s, 0.0 probes/s, ETA unknown)"
+
+
+def test_console_progress_is_rate_limited_and_keeps_the_last_line(capsys):
+    import io
+
+    from icl_probe.progress import every
+
+    t = iter([0.0, 10.0, 31.0, 40.0, 45.0])
+    console = io.StringIO()
+    log = every(30.0, console, clock=lambda: next(t))
+    lines = ["a (0 s, ETA 1 min)", "b", "c", "d", "e (45 s, 2.0 steps/s, done)"]
+    for ln in lines:
+        log(ln)
+    assert capsys.readouterr().out.splitlines() == lines  # the log file: every line
+    assert console.getvalue().splitlines() == ["a (0 s, ETA 1 min)", "c", "e (45 s, 2.0 steps/s, done)"]
