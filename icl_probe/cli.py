@@ -127,7 +127,7 @@ def cmd_resolve(args) -> None:
     resolve_model(
         rec["suite"], rec["model"], rec["repo_id"], rec["source"], rec.get("revisions", "all"),
         args.out, cache_dir=args.cache_dir or None, branch_list=rec.get("branch_list"),
-        stage=rec.get("stage", 1),
+        stage=rec.get("stage", 1), ingredient=rec.get("ingredient"),
     )
 
 

@@ -244,13 +244,16 @@ def check_semantics(cfg: dict[str, Any]) -> None:
         if rec["model"] == "figures":
             raise ConfigError(f"invalid configuration: a model named 'figures' (suite {rec['suite']}) would share "
                               f"its folder with the suite's figures ({rec['suite']}/figures/); rename the model")
-        if rec.get("stage", 1) != 1:
+        key = f"suites.{rec['suite']}.models.{rec['model']}"
+        if rec.get("stage", 1) != 1 and rec.get("ingredient") is None:
             raise ConfigError(
-                f"invalid configuration: 'suites.{rec['suite']}.models.{rec['model']}.stage' is {rec['stage']}, "
-                "but stage-2 branches are several independent ingredient runs whose steps restart: selected "
-                "together they would be merged into one trajectory. Only stage 1 can be selected for now; to "
-                "analyse ingredients, probe them elsewhere and run `icl-probe aggregate --table` with an "
-                "'ingredient' column (one trajectory per ingredient)")
+                f"invalid configuration: '{key}.stage' is {rec['stage']}, but stage-2 branches are several "
+                "independent ingredient runs whose steps restart: selected together they would be merged into "
+                f"one trajectory. Name one with '{key}.ingredient' (stage2-ingredient<k>-...), one model entry "
+                "per ingredient")
+        if rec.get("ingredient") is not None and rec.get("stage", 1) == 1:
+            raise ConfigError(f"invalid configuration: '{key}.ingredient' is {rec['ingredient']}, but stage 1 has "
+                              f"no ingredients; set '{key}.stage: 2' or remove 'ingredient'")
         if rec["source"] == "minisuite":
             from icl_probe.minisuite.build import MODELS
 

@@ -51,5 +51,6 @@ def candidate_branches(rec: dict[str, Any], *, minisuite_cache: str | None = Non
 
 def planned_revisions(rec: dict[str, Any], **kwargs) -> list[str]:
     """The revisions the workflow probes for one model record, ordered by step."""
-    candidates = checkpoint_revisions(candidate_branches(rec, **kwargs), stage=rec.get("stage", 1))
+    candidates = checkpoint_revisions(candidate_branches(rec, **kwargs), stage=rec.get("stage", 1),
+                                      ingredient=rec.get("ingredient"))
     return select_revisions(candidates, rec.get("revisions", "all"), repo_id=rec["repo_id"])

@@ -132,6 +132,9 @@ def test_mutated_configs_are_valid_or_a_clear_error(data):
         (lambda c: c["suites"].__setitem__("olmo", {"source": "hub", "models": {"olmo2-7b": {
             "repo_id": "allenai/OLMo-2-1124-7B", "revisions": "log:4", "stage": 2}}}),
          "'suites.olmo.models.olmo2-7b.stage' is 2, but stage-2 branches are several independent ingredient"),
+        (lambda c: c["suites"].__setitem__("olmo", {"source": "hub", "models": {"olmo2-7b": {
+            "repo_id": "allenai/OLMo-2-1124-7B", "revisions": "log:4", "ingredient": 2}}}),
+         "'suites.olmo.models.olmo2-7b.ingredient' is 2, but stage 1 has no ingredients"),
         # names whose folder is already another output's
         (lambda c: c["suites"].__setitem__("settings", c["suites"]["mini"]), "a suite named 'settings'"),
         (lambda c: c["suites"]["mini"]["models"].__setitem__("figures", c["suites"]["mini"]["models"]["pythia-s"]),
@@ -277,3 +280,12 @@ def test_a_misspelled_shared_probe_key_is_an_unknown_key(default_config):
     default_config["probes"]["batchsize"] = 3
     with pytest.raises(ConfigError, match=r"unknown key\(s\) 'batchsize' under 'probes'; allowed keys: .*batch_size"):
         validate_config(default_config)
+
+
+def test_a_stage2_ingredient_is_its_own_model_entry(default_config):
+    default_config["suites"]["olmo"] = {"source": "hub", "branch_list": "recorded", "models": {
+        f"olmo2-7b-i{k}": {"repo_id": "allenai/OLMo-2-1124-7B", "revisions": "all", "stage": 2, "ingredient": k}
+        for k in (1, 2)}}
+    out = validate_config(default_config)
+    recs = {r["model"]: r for r in models(out)}
+    assert (recs["olmo2-7b-i2"]["stage"], recs["olmo2-7b-i2"]["ingredient"]) == (2, 2)

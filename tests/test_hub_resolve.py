@@ -22,6 +22,7 @@ from icl_probe.stats.table import probed_revisions
 PYTHIA = "EleutherAI/pythia-tiny"
 OLMO = "allenai/OLMo-2-tiny"
 GATED = "acme/gated-tiny"
+OLMO_EARLY = "allenai/OLMo-2-early-tiny"
 TOKEN = "hf_test_token"
 
 PYTHIA_REVS = {"step0": 0, "step1": "=step0", "step2": 2, "step8": "=step512", "step512": 512,
@@ -34,6 +35,14 @@ OLMO_REVS = {
     "stage1-step3000-tokens7B": 13,
     "stage2-ingredient1-step100-tokens1B": 14,
 }
+# OLMo-2-1124-7B's real naming: its first stage-1 branches have no stage prefix (names as on the
+# Hub, see docs/checkpoints.md), then stage1-...; stage 2 is ingredient runs whose steps restart
+OLMO_EARLY_REVS = {
+    "step150-tokens1B": 20, "step600-tokens3B": 21, "step2150-tokens10B": 22,
+    "stage1-step5000-tokens21B": 23, "stage1-step928646-tokens3896B": 24,
+    "stage2-ingredient1-step11931-tokens50B": 25, "stage2-ingredient2-step100-tokens1B": 26,
+    "stage2-ingredient2-step11931-tokens50B": 27,
+}
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +52,7 @@ def hub_root(tmp_path_factory):
         PYTHIA: build_hub_cache(root, PYTHIA, PYTHIA_REVS, main="step1000"),
         OLMO: build_hub_cache(root, OLMO, OLMO_REVS, main="stage1-step3000-tokens7B"),
         GATED: build_hub_cache(root, GATED, {"step0": 0, "step1000": 1000}),
+        OLMO_EARLY: build_hub_cache(root, OLMO_EARLY, OLMO_EARLY_REVS, main="stage1-step928646-tokens3896B"),
     }
     return root, commits
 
@@ -95,6 +105,21 @@ def test_olmo_style_repo_stage1_and_tokens_from_names(hub, tmp_path):
     m2 = resolve_model("olmo2", "olmo2-tiny", OLMO, "hub", "log:3", None, endpoint=hub.endpoint, stage=None)
     assert [e["revision"] for e in m2["revisions"]] == [
         "stage1-step0-tokens0B", "stage2-ingredient1-step100-tokens1B", "stage1-step3000-tokens7B"]
+
+
+def test_stage1_names_with_and_without_prefix_are_one_trajectory_and_each_ingredient_its_own(hub, tmp_path):
+    m = resolve_model("olmo2", "olmo2-early", OLMO_EARLY, "hub", "all", None, endpoint=hub.endpoint)
+    assert [(e["revision"], e["step"], e["tokens"], e["stage"]) for e in m["revisions"]] == [
+        ("step150-tokens1B", 150, 10**9, 1), ("step600-tokens3B", 600, 3 * 10**9, 1),
+        ("step2150-tokens10B", 2150, 10 * 10**9, 1), ("stage1-step5000-tokens21B", 5000, 21 * 10**9, 1),
+        ("stage1-step928646-tokens3896B", 928646, 3896 * 10**9, 1)]
+    assert m["n_branches"] == 5 and "ingredient" not in m
+    for k, steps in ((1, [11931]), (2, [100, 11931])):
+        mk = resolve_model("olmo2", f"olmo2-early-i{k}", OLMO_EARLY, "hub", "all", None, endpoint=hub.endpoint,
+                           stage=2, ingredient=k)
+        assert [e["step"] for e in mk["revisions"]] == steps and mk["ingredient"] == k
+        assert all(e["stage"] == 2 and e["ingredient"] == k for e in mk["revisions"])
+        assert all(e["revision"].startswith(f"stage2-ingredient{k}-") for e in mk["revisions"])
 
 
 def test_local_cache_gives_the_hub_manifest(hub, hub_root, tmp_path):

@@ -10,6 +10,7 @@ import yaml
 from icl_probe.hub.selection import select_revisions
 from icl_probe.hub.suites import (
     OLMO2_REPOS,
+    parse_branch,
     PYTHIA_DEDUPED_SIZES,
     PYTHIA_SIZES,
     PYTHIA_TOKENS_PER_STEP,
@@ -52,6 +53,26 @@ def test_pythia_schedule():
 ])
 def test_parse_revision(name, expected):
     assert parse_revision(name) == expected
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("step150-tokens1B", (150, 10**9, 1, None)),  # OLMo-2-1124-7B's first branches: no stage prefix
+    ("step2150-tokens10B", (2150, 10 * 10**9, 1, None)),
+    ("stage1-step1000-tokens5B", (1000, 5 * 10**9, 1, None)),
+    ("stage2-ingredient2-step11931-tokens50B", (11931, 50 * 10**9, 2, 2)),
+    ("step7", (7, None, None, None)),
+])
+def test_parse_branch(name, expected):
+    assert tuple(parse_branch(name)) == expected
+
+
+def test_stage1_with_and_without_prefix_is_one_trajectory_and_an_ingredient_its_own():
+    names = ["main", "step150-tokens1B", "stage1-step1000-tokens5B", "step600-tokens3B",
+             "stage2-ingredient1-step10-tokens1B", "stage2-ingredient2-step10-tokens1B", "stage2-ingredient2-step5-tokens0B"]
+    assert checkpoint_revisions(names) == ["step150-tokens1B", "step600-tokens3B", "stage1-step1000-tokens5B"]
+    assert checkpoint_revisions(names, stage=2, ingredient=2) == ["stage2-ingredient2-step5-tokens0B",
+                                                                   "stage2-ingredient2-step10-tokens1B"]
+    assert checkpoint_revisions(names, stage=2, ingredient=1) == ["stage2-ingredient1-step10-tokens1B"]
 
 
 @pytest.mark.parametrize("name", ["main", "step", "step-1", "stepx", "stage1-step10", "stage1-step1-tokens3",

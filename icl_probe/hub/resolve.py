@@ -31,6 +31,7 @@ from icl_probe.hub.selection import select_revisions
 from icl_probe.hub.suites import (
     checkpoint_revisions,
     default_tokens_per_step,
+    parse_branch,
     parse_revision,
     read_branch_list,
     suite_info,
@@ -209,6 +210,7 @@ def resolve_model(
     token: str | bool | None = None,
     tokens_per_step: int | None = None,
     stage: int | None | str = "default",
+    ingredient: int | None = None,
 ) -> dict[str, Any]:
     """Resolve the selected revisions of one model and write ``manifest.json`` atomically.
 
@@ -221,7 +223,9 @@ def resolve_model(
       naming the closest).
     - ``tokens_per_step``: default from the suite table, or for a local cache from the mini-suite
       builder's ``icl_probe_build.json``; names that carry T use T instead.
-    - ``stage``: staged names (OLMo-2) kept; ``"default"`` = the suite's (1 for OLMo-2).
+    - ``stage``: staged names (OLMo-2) kept; ``"default"`` = the suite's (1 for OLMo-2); stage-1
+      names with and without the ``stage1-`` prefix are one trajectory.
+    - ``ingredient``: with stage 2, the one ingredient run kept (each is its own trajectory).
 
     Per revision: ``commit``, ``files`` (weights: path, size, sha256), ``aux_files`` (config and
     shard index: path, size, git oid), ``tokenizer_files`` (same fields), ``format``
@@ -254,7 +258,7 @@ def resolve_model(
         candidates = list(branch_list)
     for name in candidates:
         validate_revision(name)
-    candidates = checkpoint_revisions(candidates, stage=stage)
+    candidates = checkpoint_revisions(candidates, stage=stage, ingredient=ingredient)
     selected = select_revisions(candidates, selection, repo_id=repo_id)
     recorded_as = {}
     if branch_list is not None and str(branch_list) != "live":
@@ -287,9 +291,10 @@ def resolve_model(
             meta = listing[p]
             oid = meta.get("oid") or git_blob_oid_file(meta["path_on_disk"])
             aux.append({"path": p, "size": meta["size"], "oid": oid})
-        step, _, st = parse_revision(name)
+        step, _, st, ing = parse_branch(name)
         entries.append({
             "revision": name, "step": step, "tokens": tokens_for(name, tokens_per_step), "stage": st,
+            **({"ingredient": ing} if ing is not None else {}),
             "commit": commit, "format": fmt, "files": files, "aux_files": aux,
             "tokenizer_files": _tokenizer_specs(listing), "duplicate_of": None, "alias_of": None,
         })
@@ -311,7 +316,8 @@ def resolve_model(
         "tokens_per_step": tokens_per_step,
         "selection": selection if isinstance(selection, str) else list(selection),
         "stage": stage,
-        "n_branches": len(checkpoint_revisions(branches, stage=stage)),
+        **({"ingredient": ingredient} if ingredient is not None else {}),
+        "n_branches": len(checkpoint_revisions(branches, stage=stage, ingredient=ingredient)),
         "tokenizer": tokenizer,
         "revisions": entries,
     }
@@ -340,15 +346,15 @@ def _match_recorded(selected: list[str], branches: dict[str, str]) -> tuple[list
     by_key: dict[tuple, list[str]] = {}
     for b in branches:
         try:
-            step, _, st = parse_revision(b)
+            br = parse_branch(b)
         except ValueError:
             continue
-        by_key.setdefault((st, step), []).append(b)
+        by_key.setdefault((br.stage, br.ingredient, br.step), []).append(b)
     out, renamed = [], {}
     for name in selected:
         if name not in branches:
-            step, _, st = parse_revision(name)
-            same = by_key.get((st, step), [])
+            br = parse_branch(name)
+            same = by_key.get((br.stage, br.ingredient, br.step), [])
             if len(same) == 1:
                 renamed[same[0]] = name
                 name = same[0]

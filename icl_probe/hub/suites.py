@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 PYTHIA_TOKENS_PER_STEP = 2_097_152  # 1024 sequences x 2048 tokens
 PYTHIA_SIZES = ("14m", "31m", "70m", "160m", "410m", "1b", "1.4b", "2.8b", "6.9b", "12b")
@@ -27,8 +27,19 @@ OLMO2_REPOS = {
 OLMO2_TOKENS_PER_STEP = {"1b": 2_097_152, "7b": 4_194_304, "13b": 8_388_608}
 
 _STEP_RE = re.compile(r"^step(\d+)$")
-# stage1-step1000-tokens3B, stage2-ingredient2-step11931-tokens50B, stage1-step200-tokens0.000410B
-_STAGED_RE = re.compile(r"^stage(\d)-(?:ingredient(\d+)-)?step(\d+)-tokens(\d+(?:\.\d+)?)B$")
+# stage1-step1000-tokens3B, stage2-ingredient2-step11931-tokens50B, stage1-step200-tokens0.000410B,
+# and OLMo-2-1124-7B's earliest stage-1 branches, which have no stage prefix: step150-tokens1B
+_STAGED_RE = re.compile(r"^(?:stage(\d)-(?:ingredient(\d+)-)?)?step(\d+)-tokens(\d+(?:\.\d+)?)B$")
+
+
+class Branch(NamedTuple):
+    """A checkpoint branch name, parsed: ``stage`` and ``ingredient`` are None for ``step{N}``
+    names (Pythia); a staged name without prefix is stage 1; ``ingredient`` is the stage-2 run."""
+
+    step: int
+    tokens: int | None
+    stage: int | None
+    ingredient: int | None
 
 
 def pythia_revisions() -> list[str]:
@@ -44,25 +55,33 @@ def pythia_repo_id(size: str, deduped: bool = False) -> str:
     return f"EleutherAI/pythia-{size}{'-deduped' if deduped else ''}"
 
 
-def parse_revision(name: str) -> tuple[int, int | None, int | None]:
-    """``(step, tokens, stage)`` of a checkpoint branch name.
+def parse_branch(name: str) -> Branch:
+    """The :class:`Branch` of a checkpoint branch name.
 
-    ``step{N}`` -> ``(N, None, None)``: tokens come from the suite's tokens per step.
-    ``stage{S}-[ingredient{k}-]step{N}-tokens{T}B`` -> ``(N, round(T * 1e9), S)``; T may be a
-    decimal (``tokens0.000410B`` -> 410,000 tokens). Anything else (``main``, tags) raises
+    ``step{N}`` -> ``(N, None, None, None)``: tokens come from the suite's tokens per step.
+    ``[stage{S}-[ingredient{k}-]]step{N}-tokens{T}B`` -> ``(N, round(T * 1e9), S, k)``, S = 1
+    without the prefix (OLMo-2-1124-7B's first branches); T may be a decimal (``tokens0.000410B``
+    -> 410,000 tokens) or rounded, as the Hub writes it. Anything else (``main``, tags) raises
     ``ValueError``: it is not a checkpoint of the schedule.
     """
     m = _STEP_RE.fullmatch(name)
     if m:
-        return int(m.group(1)), None, None
+        return Branch(int(m.group(1)), None, None, None)
     m = _STAGED_RE.fullmatch(name)
     if m:
-        stage, _ingredient, step, tokens_b = m.groups()
-        return int(step), _billions_to_tokens(tokens_b), int(stage)
+        stage, ingredient, step, tokens_b = m.groups()
+        return Branch(int(step), _billions_to_tokens(tokens_b), int(stage) if stage else 1,
+                      int(ingredient) if ingredient else None)
     raise ValueError(
         f"{name!r} is not a checkpoint revision: expected 'step<N>' or "
-        "'stage<S>-[ingredient<k>-]step<N>-tokens<T>B'"
+        "'[stage<S>-[ingredient<k>-]]step<N>-tokens<T>B'"
     )
+
+
+def parse_revision(name: str) -> tuple[int, int | None, int | None]:
+    """``(step, tokens, stage)`` of a checkpoint branch name (:func:`parse_branch`)."""
+    b = parse_branch(name)
+    return b.step, b.tokens, b.stage
 
 
 def _billions_to_tokens(text: str) -> int:
@@ -80,20 +99,24 @@ def is_checkpoint(name: str) -> bool:
     return True
 
 
-def checkpoint_revisions(branches: Iterable[str], stage: int | None = 1) -> list[str]:
-    """The branches that are checkpoints, in (step, name) order.
+def checkpoint_revisions(branches: Iterable[str], stage: int | None = 1,
+                         ingredient: int | None = None) -> list[str]:
+    """The branches that are checkpoints of one trajectory, in (step, name) order.
 
-    Staged names (OLMo-2) are kept only for ``stage`` (``None`` keeps every stage);
-    ``step{N}`` names have no stage and are always kept. ``main`` and other names are dropped.
+    Staged names (OLMo-2) are kept only for ``stage`` (``None`` keeps every stage), with and
+    without the ``stage1-`` prefix; with ``ingredient``, only that stage-2 ingredient run's
+    (each is its own trajectory, its steps restart). ``step{N}`` names have no stage and are
+    always kept. ``main`` and other names are dropped.
     """
     keep = []
     for b in set(branches):
         try:
-            step, _, s = parse_revision(b)
+            br = parse_branch(b)
         except ValueError:
             continue
-        if s is None or stage is None or s == stage:
-            keep.append((step, b))
+        if br.stage is None or stage is None or (br.stage == stage and (ingredient is None
+                                                                       or br.ingredient == ingredient)):
+            keep.append((br.step, b))
     return [b for _, b in sorted(keep)]
 
 
