@@ -10,6 +10,7 @@ import yaml
 from icl_probe.hub.selection import select_revisions
 from icl_probe.hub.suites import (
     OLMO2_REPOS,
+    OLMO2_TOKENS_PER_STEP,
     parse_branch,
     PYTHIA_DEDUPED_SIZES,
     PYTHIA_SIZES,
@@ -96,18 +97,67 @@ def test_recorded_pythia_lists_are_the_schedule(size, deduped):
     assert "main" in names
 
 
-@pytest.mark.parametrize("size,n_min", [("1b", 150), ("7b", 900)])
-def test_recorded_olmo2_lists(size, n_min):
+# Every real OLMo-2 branch name found in public sources (the recorded lists' headers cite them):
+# allenai/OLMo README.md (last stage-1 and stage-2 checkpoints), the 7B's prefix-less first branches
+# (Hub discussion "Stage clarifications", docs/checkpoints.md; the model card loads step1000-tokens5B),
+# and names public user code loads.
+REAL_OLMO2_NAMES = {
+    "7b": ["step150-tokens1B", "step600-tokens3B", "step700-tokens3B", "step850-tokens4B",
+           "step900-tokens4B", "step2000-tokens9B", "step2150-tokens10B", "step1000-tokens5B",
+           "stage1-step150-tokens1B", "stage1-step600-tokens3B", "stage1-step900-tokens4B",
+           "stage1-step1000-tokens5B", "stage1-step2150-tokens10B", "stage1-step3000-tokens13B",
+           "stage1-step4000-tokens17B", "stage1-step5000-tokens21B", "stage1-step10000-tokens42B",
+           "stage1-step11000-tokens47B", "stage1-step12000-tokens51B", "stage1-step15000-tokens63B",
+           "stage1-step39000-tokens164B", "stage1-step51000-tokens214B", "stage1-step89000-tokens374B",
+           "stage1-step199000-tokens835B", "stage1-step217000-tokens911B",
+           "stage1-step431000-tokens1808B", "stage1-step928646-tokens3896B",
+           "stage2-ingredient1-step11931-tokens50B", "stage2-ingredient2-step11931-tokens50B",
+           "stage2-ingredient3-step11931-tokens50B"],
+    "1b": ["stage1-step300-tokens1B", "stage1-step10000-tokens21B", "stage1-step20000-tokens42B",
+           "stage1-step23100-tokens49B", "stage1-step30000-tokens63B", "stage1-step1907359-tokens4001B",
+           "stage2-ingredient1-step23852-tokens51B", "stage2-ingredient2-step23852-tokens51B",
+           "stage2-ingredient3-step23852-tokens51B"],
+}
+
+
+@pytest.mark.parametrize("size", ["1b", "7b"])
+def test_every_real_olmo2_name_parses_and_has_its_checkpoint_in_the_recorded_list(size):
+    """Each real name parses to (stage, ingredient, step); the recorded list holds a branch of the
+    same key (the same name, or one resolve maps it to); stage-1 names with or without prefix
+    are stage 1, and a name's T is its tokens to the rounding the Hub uses."""
+    per_step = OLMO2_TOKENS_PER_STEP[size]
+    recorded = {(b.stage, b.ingredient, b.step) for b in map(parse_branch, checkpoint_revisions(
+        read_branch_list(OLMO2_REPOS[size]), stage=None))}
+    for name in REAL_OLMO2_NAMES[size]:
+        b = parse_branch(name)
+        assert b.stage == (2 if name.startswith("stage2") else 1)
+        assert (b.ingredient is not None) == name.startswith("stage2")
+        assert (b.stage, b.ingredient, b.step) in recorded, name
+        assert abs(b.tokens - b.step * per_step) < 1.01e9, name  # T rounded to whole billions
+
+
+@pytest.mark.parametrize("size,n_stage1,n_stage2", [("1b", 195, 72), ("7b", 936, 36)])
+def test_recorded_olmo2_lists(size, n_stage1, n_stage2):
+    """The lists hold the real steps (allenai/OLMo's checkpoint tables: 935 stage-1 steps of the 7B
+    plus its final 928646, 195 of the 1B; 3 stage-2 ingredients each) and say what is constructed."""
     path = ROOT / "icl_probe" / "data" / "branches" / f"{OLMO2_REPOS[size].replace('/', '__')}.txt"
-    assert "CONSTRUCTED" in path.read_text().splitlines()[0]
+    header = path.read_text().split("\nmain\n")[0]
+    assert "RECORDED" in header and "CONSTRUCTED" in header and "allenai/OLMo@" in header
     names = read_branch_list(OLMO2_REPOS[size])
-    revs = checkpoint_revisions(names)
-    assert len(revs) >= n_min
-    assert all(parse_revision(r)[2] == 1 for r in revs)
-    assert parse_revision(revs[0])[0] == 0
-    # T grows with step
-    toks = [parse_revision(r)[1] for r in revs]
-    assert toks == sorted(toks)
+    stage1 = checkpoint_revisions(names)
+    assert len(stage1) == n_stage1
+    assert all(parse_branch(r).stage == 1 for r in stage1)
+    assert parse_branch(stage1[0]).step == 0
+    toks = [parse_branch(r).tokens for r in stage1]
+    assert toks == sorted(toks)  # T grows with step, across prefixed and prefix-less names
+    stage2 = [checkpoint_revisions(names, stage=2, ingredient=k) for k in (1, 2, 3)]
+    assert sum(map(len, stage2)) == n_stage2
+    assert [parse_branch(run[-1]).step for run in stage2] == [parse_branch(stage2[0][-1]).step] * 3
+    assert [parse_branch(run[0]).step for run in stage2] == [1000] * 3  # each run's steps restart
+    if size == "7b":
+        assert stage1[:8] == ["stage1-step0-tokens0B", "step150-tokens1B", "step600-tokens3B",
+                              "step700-tokens3B", "step850-tokens4B", "step900-tokens4B",
+                              "stage1-step1000-tokens5B", "step2000-tokens9B"]
 
 
 def test_read_branch_list_unknown_repo():
