@@ -41,7 +41,7 @@ def _stats_record(suite: str, model: str, issues: list[dict], table: pd.DataFram
     rec = {"schema_version": SCHEMA_VERSION, "suite": suite, "model": model,
            "excluded": excluded, "qc_status": qc_mod.qc_status(issues), "qc": issues}
     if excluded:
-        rec.update(statistics={}, skipped={"all": "excluded by quality control: " + qc_mod.excluded_reasons(issues)},
+        rec.update(statistics={}, skipped={"all": "excluded by quality control: " + qc_mod.excluded_details(issues)},
                    n_checkpoints=int(len(table)))
         return rec
     rec.update(model_statistics(table, cfg, samples))
@@ -80,7 +80,7 @@ def aggregate_model(model_dir, manifest_path, stats_cfg: dict | None = None,
     paths = write_tables(table, layers, model_dir)
     suite, model = manifest["suite"], manifest["model"]
     if qc_mod.is_excluded(issues):
-        log.warning("%s/%s excluded by QC: %s", suite, model, qc_mod.excluded_reasons(issues))
+        log.warning("%s/%s excluded by QC: %s", suite, model, qc_mod.excluded_details(issues))
     elif issues:
         log.info("%s/%s QC: %s", suite, model, qc_mod.qc_summary(issues))
     samples = read_per_prompt(model_dir, manifest, files)

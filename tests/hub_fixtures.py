@@ -23,23 +23,26 @@ def _tokenizer_files(dest: Path) -> None:
     fast.save_pretrained(dest)
 
 
-def _model_files(dest: Path, seed: int) -> None:
+def _model_files(dest: Path, seed: int, max_shard_size: str | None = None) -> None:
     import torch
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     torch.manual_seed(seed)
     cfg = GPTNeoXConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                         intermediate_size=64, max_position_embeddings=64, eos_token_id=0, bos_token_id=0)
-    GPTNeoXForCausalLM(cfg).save_pretrained(dest)
+    kw = {"max_shard_size": max_shard_size} if max_shard_size else {}
+    GPTNeoXForCausalLM(cfg).save_pretrained(dest, **kw)
 
 
 def build_hub_cache(root: str | Path, repo_id: str, revisions: dict[str, int | str], *,
-                    main: str | None = None, tokenizer: bool = True) -> dict[str, str]:
+                    main: str | None = None, tokenizer: bool = True,
+                    max_shard_size: str | None = None) -> dict[str, str]:
     """Write ``repo_id`` into the Hub cache ``root``; return ``{branch: commit}``.
 
     ``revisions`` maps a branch to a seed (fresh weights) or to ``"=other"`` (serve the same
     weight file as branch ``other``, under a commit of its own). ``main`` adds a ``main`` ref
-    pointing at that branch's commit.
+    pointing at that branch's commit. ``max_shard_size`` (e.g. ``"50KB"``) writes sharded
+    safetensors with an index, as the large Pythia and OLMo-2 checkpoints are.
     """
     root = Path(root)
     org, name = repo_id.split("/")
@@ -60,7 +63,7 @@ def build_hub_cache(root: str | Path, repo_id: str, revisions: dict[str, int | s
             else:
                 src = Path(tmp) / f"seed{how}"
                 if not src.exists():
-                    _model_files(src, int(how))
+                    _model_files(src, int(how), max_shard_size)
             built[branch] = src
             for f in src.iterdir():
                 shutil.copyfile(f, snap / f.name)

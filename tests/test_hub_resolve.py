@@ -234,3 +234,43 @@ def test_local_tokens_per_step_from_the_builders_record(tmp_path):
     write_json(root / "models--mini--pythia-x" / "icl_probe_build.json", {"tokens_per_step": 2048})
     m = resolve_model("mini", "pythia-x", "mini/pythia-x", "minisuite", "all", None, cache_dir=root)
     assert [e["tokens"] for e in m["revisions"]] == [0, 204800] and m["tokens_per_step"] == 2048
+
+
+def test_duplicate_and_corrupt_checkpoints_are_told_apart_over_http(tmp_path):
+    """The two patterns found on the Hub, served by the stand-in with sharded safetensors:
+    pythia-2.8b's early branches serving final-era weights in two distinct blobs (full
+    duplicates of two later checkpoints) and pythia-12b's step50000 serving the final
+    checkpoint's first shard beside shards of its own (corrupt). Both are flagged
+    ``duplicate_of`` (skipped: never fetched nor probed); ``integrity`` says which is which."""
+    root = tmp_path / "hub"
+    repo = "EleutherAI/pythia-sharded-tiny"
+    revs = {"step1000": "=step143000", "step2000": "=step143000", "step3000": "=step142000",
+            "step4000": "=step142000", "step5000": 5, "step50000": 50, "step142000": 142, "step143000": 143}
+    build_hub_cache(root, repo, revs, main="step143000", max_shard_size="20KB")
+    org, name = repo.split("/")
+    snaps = root / f"models--{org}--{name}" / "snapshots"
+    commit = {b: (root / f"models--{org}--{name}" / "refs" / b).read_text() for b in revs}
+    shards = sorted(p.name for p in (snaps / commit["step143000"]).glob("model-*.safetensors"))
+    assert len(shards) >= 3
+    # pythia-12b's pattern: step50000's first shard is the final checkpoint's
+    (snaps / commit["step50000"] / shards[0]).write_bytes((snaps / commit["step143000"] / shards[0]).read_bytes())
+    with serve_hub(root) as hub:
+        m = resolve_model("pythia", "p", repo, "hub", "all", tmp_path / "m.json", endpoint=hub.endpoint)
+    got = {e["revision"]: (e["duplicate_of"], e["integrity"]) for e in m["revisions"]}
+    n = len(shards)
+    assert got == {
+        "step1000": ("step143000", "duplicate of step143000"), "step2000": ("step143000", "duplicate of step143000"),
+        "step3000": ("step142000", "duplicate of step142000"), "step4000": ("step142000", "duplicate of step142000"),
+        "step5000": (None, None), "step50000": ("step143000", f"corrupt: shard 1 of {n} is step143000's"),
+        "step142000": (None, None), "step143000": (None, None)}
+    assert [e["revision"] for e in probed_revisions(m)] == ["step5000", "step142000", "step143000"]
+    # QC reports them differently and names each
+    from icl_probe.stats import qc
+
+    issues = qc.duplicate_weights(m, {}, qc.manifest_canonical(m))
+    by_reason = {i["reason"]: i for i in issues}
+    assert set(by_reason) == {"duplicate weights", qc.CORRUPT_SHARDS}
+    assert by_reason[qc.CORRUPT_SHARDS]["details"] == {"step50000": f"corrupt: shard 1 of {n} is step143000's"}
+    text = qc.excluded_details(issues)
+    assert "step1000 duplicate of step143000" in text and "step3000 duplicate of step142000" in text
+    assert f"step50000 corrupt: shard 1 of {n} is step143000's" in text

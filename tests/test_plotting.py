@@ -35,6 +35,24 @@ PARTIAL = {"kind": "partial", "reason": "partly measured: ar_acc", "revisions": 
 DUP = {"kind": "excluded", "reason": "duplicate weights", "revisions": ["x"]}
 
 
+def test_the_caption_names_duplicate_and_corrupt_checkpoints():
+    """A model excluded for shared weights: the legend keeps the short reason, the caption names
+    each checkpoint and what is wrong with it (full duplicate versus corrupt shard)."""
+    from icl_probe.plotting.common import qc_note
+
+    issues = [{"kind": "excluded", "reason": "duplicate weights", "revisions": ["step1000", "step143000"],
+               "details": {"step1000": "duplicate of step143000"}},
+              {"kind": "excluded", "reason": "corrupt checkpoint (shards of another branch)",
+               "revisions": ["step50000", "step143000"],
+               "details": {"step50000": "corrupt: shard 1 of 3 is step143000's"}}]
+    md = model("p12b", issues=issues)
+    assert styles([md])["p12b"]["label"] == ("p12b (excluded: duplicate weights; "
+                                             "corrupt checkpoint (shards of another branch))")
+    note = qc_note([md])
+    assert "step1000 duplicate of step143000" in note
+    assert "step50000 corrupt: shard 1 of 3 is step143000's" in note
+
+
 def test_clean_partly_measured_and_excluded_models_have_distinct_styles():
     note = {"kind": "note", "reason": "duplicate step 10", "revisions": ["step10", "step10b"]}
     sty = styles([model("a", issues=[note]), model("b", issues=[DUP]), model("p", issues=[PARTIAL])])

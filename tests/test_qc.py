@@ -140,7 +140,8 @@ def test_duplicate_weights_from_manifest_and_fingerprints(tmp_path):
     assert canon["main"] == "step8" and canon["step1"] == "step0"
     fps = {"step0": "A", "step1": "A", "step2": "B", "step4": "C", "main": "D", "step8": "D"}
     assert qc.duplicate_weights(manifest, fps, canon) == [
-        {"kind": "excluded", "reason": "duplicate weights", "revisions": ["step4", "step8"]}]
+        {"kind": "excluded", "reason": "duplicate weights", "revisions": ["step4", "step8"],
+         "details": {"step8": "duplicate of step4"}}]  # a manifest without integrity texts: said from duplicate_of
     fps["step2"] = "A"  # step2 serves step0's weights: not an alias
     issues = qc.duplicate_weights(manifest, fps, canon)
     assert {"kind": "excluded", "reason": "duplicate weights", "revisions": ["step0", "step1", "step2"]} in issues

@@ -26,15 +26,12 @@ def hub_root(default_workflow, tmp_path_factory):
     return root
 
 
-@pytest.mark.slow
-def test_pythia_and_olmo_style_sweeps_run_through_a_hub_over_http(hub_root, tmp_path):
-    cfg = scenario_config("hub")  # .test/config_hub: pythia-s by four named branches, olmo2-s by log:3
-    workdir = tmp_path / "work"
+def _run_against_hub(root, cfg: dict, workdir, hf_home):
+    """The workflow with ``cfg`` against the stand-in serving ``root``; the stand-in's requests."""
     workdir.mkdir()
     (workdir / "config.yaml").write_text(json.dumps(cfg))
-    with serve_hub(hub_root) as hub:
-        env_endpoint = {"HF_ENDPOINT": hub.endpoint, "HF_HUB_DISABLE_TELEMETRY": "1",
-                        "HF_HOME": str(tmp_path / "hf-home")}
+    with serve_hub(root) as hub:
+        env_endpoint = {"HF_ENDPOINT": hub.endpoint, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HOME": str(hf_home)}
         old = {k: os.environ.get(k) for k in env_endpoint}
         os.environ.update(env_endpoint)
         try:
@@ -42,7 +39,15 @@ def test_pythia_and_olmo_style_sweeps_run_through_a_hub_over_http(hub_root, tmp_
         finally:
             for k, v in old.items():
                 os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-        downloads = [r for r in hub.requests if "/resolve/" in r[1] and r[0] == "GET"]
+        return list(hub.requests)
+
+
+@pytest.mark.slow
+def test_pythia_and_olmo_style_sweeps_run_through_a_hub_over_http(hub_root, tmp_path):
+    cfg = scenario_config("hub")  # .test/config_hub: pythia-s by four named branches, olmo2-s by log:3
+    workdir = tmp_path / "work"
+    requests = _run_against_hub(hub_root, cfg, workdir, tmp_path / "hf-home")
+    downloads = [r for r in requests if "/resolve/" in r[1] and r[0] == "GET"]
     manifest = json.loads((workdir / "results/hubmini/pythia-s/manifest.json").read_text())
     dup = {e["revision"]: e["duplicate_of"] for e in manifest["revisions"]}
     assert dup == {"step0": None, "step500": None, "step1000": "step2000", "step2000": None}
@@ -55,3 +60,39 @@ def test_pythia_and_olmo_style_sweeps_run_through_a_hub_over_http(hub_root, tmp_
     assert stub["duplicate_of"] == "step2000" and "scalars" not in stub
     # weights are temporary: nothing fetched is left on disk
     assert not list((workdir / "resources" / "fetch").glob("**/*.safetensors"))
+
+
+# OLMo-2-1124-7B's first branches as the Hub names them (no stage prefix; docs/checkpoints.md)
+OLMO2_7B_EARLY = ["stage1-step0-tokens0B", "step150-tokens1B", "step600-tokens3B", "step2150-tokens10B"]
+
+
+@pytest.mark.slow
+def test_the_7bs_real_early_branch_names_resolve_fetch_and_probe(hub_root, tmp_path):
+    """A stand-in repo allenai/OLMo-2-1124-7B whose branches carry the 7B's real early names (the
+    weights are the mini olmo2-s's first four checkpoints): the preset's way of naming them, the
+    recorded list, resolves; each is fetched, probed and lands in one stage-1 trajectory."""
+    from icl_probe.hub.suites import parse_branch
+
+    root = tmp_path / "hub7b"
+    src = hub_root / "models--mini--olmo2-s"
+    dst = root / "models--allenai--OLMo-2-1124-7B"
+    shutil.copytree(src, dst, symlinks=True)
+    mini = sorted((p for p in (src / "refs").iterdir() if p.name != "main"), key=lambda p: parse_branch(p.name).step)
+    for p in (dst / "refs").iterdir():
+        if p.name != "main":
+            p.unlink()
+    for name, ref in zip(OLMO2_7B_EARLY, mini):
+        (dst / "refs" / name).write_text(ref.read_text())
+    cfg = scenario_config("hub")
+    cfg["suites"] = {"olmo2": {"source": "hub", "branch_list": "recorded", "models": {
+        "olmo2-7b": {"repo_id": "allenai/OLMo-2-1124-7B", "revisions": OLMO2_7B_EARLY, "stage": 1}}}}
+    workdir = tmp_path / "work"
+    requests = _run_against_hub(root, cfg, workdir, tmp_path / "hf-home")
+    manifest = json.loads((workdir / "results/olmo2/olmo2-7b/manifest.json").read_text())
+    got = [(e["revision"], e["step"], e["stage"], e["tokens"]) for e in manifest["revisions"]]
+    assert got == [(n, parse_branch(n).step, 1, parse_branch(n).tokens) for n in OLMO2_7B_EARLY]
+    table = pd.read_csv(workdir / "results/olmo2/olmo2-7b/table.csv")
+    assert list(table["step"]) == [0, 150, 600, 2150] and table["error_reduction"].notna().all()
+    fetched = {path.split("/resolve/")[1].split("/")[0] for _, path, *_ in requests
+               if "/resolve/" in path and path.endswith("model.safetensors")}
+    assert len(fetched) == 4  # one download per branch (by commit or by name)

@@ -296,7 +296,7 @@ def resolve_model(
             "revision": name, "step": step, "tokens": tokens_for(name, tokens_per_step), "stage": st,
             **({"ingredient": ing} if ing is not None else {}),
             "commit": commit, "format": fmt, "files": files, "aux_files": aux,
-            "tokenizer_files": _tokenizer_specs(listing), "duplicate_of": None, "alias_of": None,
+            "tokenizer_files": _tokenizer_specs(listing), "duplicate_of": None, "alias_of": None, "integrity": None,
         })
         if name in recorded_as:
             entries[-1]["recorded_as"] = recorded_as[name]
@@ -408,6 +408,37 @@ def flag_duplicates(entries: list[dict], aliases: Sequence[tuple[str, str]] = ()
         for r in members:
             if r != owner:
                 by_rev[r]["duplicate_of"] = owner
+                by_rev[r]["integrity"] = integrity_text(r, [by_rev[m] for m in members])
     for b, a in alias_members.items():
         by_rev[b]["duplicate_of"] = by_rev[a]["duplicate_of"]
+        if by_rev[a].get("integrity"):
+            by_rev[b]["integrity"] = by_rev[a]["integrity"]
+
+
+def integrity_text(revision: str, members: list[dict]) -> str:
+    """What is wrong with ``revision``, one of a group of entries sharing weight files:
+    ``"duplicate of X"`` when its files are all X's (X: the latest such member), else
+    ``"corrupt: shard i of n is X's"`` naming each shared shard (1-based, in file order) and
+    the latest other member holding it, as pythia-12b's step50000 serving the final checkpoint's
+    first shard."""
+    by_rev = {e["revision"]: e for e in members}
+    me = by_rev[revision]
+    later = sorted((e for e in members if e["revision"] != revision), key=lambda e: (e["step"], e["revision"]),
+                   reverse=True)
+    mine = frozenset(f["sha256"] for f in me["files"])
+    same = [e["revision"] for e in later if frozenset(f["sha256"] for f in e["files"]) == mine]
+    if same:
+        return f"duplicate of {same[0]}"
+    files = sorted(me["files"], key=lambda f: f.get("path", ""))
+    owners: dict[str, list[int]] = {}
+    for i, f in enumerate(files, 1):
+        holder = next((e["revision"] for e in later if f["sha256"] in {g["sha256"] for g in e["files"]}), None)
+        if holder is not None:
+            owners.setdefault(holder, []).append(i)
+    parts = []
+    for holder, idx in owners.items():
+        nums = ", ".join(map(str, idx[:-1])) + (" and " if len(idx) > 1 else "") + str(idx[-1])
+        parts.append(f"shard{'s' if len(idx) > 1 else ''} {nums} of {len(files)} "
+                     f"{'are' if len(idx) > 1 else 'is'} {holder}'s")
+    return "corrupt: " + "; ".join(parts)
 

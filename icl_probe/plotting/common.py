@@ -18,7 +18,7 @@ import pandas as pd  # noqa: E402
 
 from icl_probe.io import atomic_write  # noqa: E402
 from icl_probe.stats.axis import left_edge  # noqa: E402
-from icl_probe.stats.qc import excluded_reasons, is_excluded, is_partial, partial_columns  # noqa: E402
+from icl_probe.stats.qc import excluded_details, excluded_reasons, is_excluded, is_partial, partial_columns  # noqa: E402
 
 QC_COLOR = "0.6"
 
@@ -370,7 +370,7 @@ def qc_note(models: list[ModelData]) -> str:
     """The caption's sentence on the drawing convention for partly measured and excluded
     models ("" when every model is clean)."""
     partial = [_partial_text(md) for md in models if md.partial]
-    excluded = [f"{md.model} ({excluded_reasons(md.issues)})" for md in models if md.excluded]
+    excluded = [f"{md.model} ({excluded_details(md.issues)})" for md in models if md.excluded]
     out = ""
     if partial:
         out += (" Partly measured models (legend \"partly measured\") keep their colour, with markers only at "

@@ -7,7 +7,9 @@ Every check returns a list of issues ``{"kind": str, "reason": str, "revisions":
   disk). Exclusion happens iff some issue has this kind (``is_excluded``):
 
   - duplicate weights: two revisions resolve to the same weight files (manifest
-    ``duplicate_of``, or equal weight sha256 fingerprints), other than aliases:
+    ``duplicate_of``, or equal weight sha256 fingerprints), other than aliases
+    (reason ``"corrupt checkpoint (shards of another branch)"`` when a revision shares only
+    some shards, as pythia-12b's step50000; ``details`` names each revision's fault):
     ``main`` and the final step, and a revision whose manifest entry
     has ``alias_of`` (the resolver sets it for documented pairs, Pythia's ``step1``
     of ``step0``); only a table without a manifest (``icl-probe aggregate
@@ -51,6 +53,7 @@ NULLABLE = frozenset({"rho2_per_layer", "geometric_fit_r2"})
 KINDS = ("excluded", "partial", "note")
 ROUNDED_DECIMALS = 4
 NOT_APPLICABLE_ROUNDED = "identical-metric check not applicable: rounded columns"
+CORRUPT_SHARDS = "corrupt checkpoint (shards of another branch)"
 
 
 def revision_order(rev: str) -> tuple:
@@ -150,22 +153,33 @@ def duplicate_weights(manifest: dict | None, fingerprints: dict[str, str], canon
     manifest: dict with ``revisions`` entries (``duplicate_of``) or None;
     fingerprints: revision -> weight fingerprint; canon: ``manifest_canonical`` or
     ``alias_canonical``.
+
+    A group whose manifest entries say (``integrity``) that some are only partly another
+    branch's (``"corrupt: shard 1 of 3 is X's"``) has reason ``CORRUPT_SHARDS``; one of
+    full duplicates ``"duplicate weights"``. ``details`` maps each flagged revision to what is
+    wrong with it (``"duplicate of X"`` or the corrupt text).
     """
     c = lambda r: canon.get(r, r)  # noqa: E731
-    groups: dict[str, set] = defaultdict(set)
+    groups: dict[tuple[str, bool], set] = defaultdict(set)
+    details: dict[str, str] = {}
     for entry in (manifest or {}).get("revisions", []):
         dup = entry.get("duplicate_of")
         if dup and c(dup) != c(entry["revision"]):
-            groups[c(dup)].update({dup, entry["revision"]})
+            details[entry["revision"]] = entry.get("integrity") or f"duplicate of {dup}"
+            groups[(c(dup), details[entry["revision"]].startswith("corrupt"))].update({dup, entry["revision"]})
     by_fp: dict[str, set] = defaultdict(set)
     for rev, fp in fingerprints.items():
         by_fp[fp].add(rev)
     for revs in by_fp.values():
         if len({c(r) for r in revs}) >= 2:
-            key = sorted(revs)[0]
-            groups[key].update(revs)
-    return [_issue("excluded", "duplicate weights", revs)
-            for revs in sorted(groups.values(), key=sorted)]
+            groups[(sorted(revs)[0], False)].update(revs)
+    out = []
+    for (_, corrupt), revs in sorted(groups.items(), key=lambda kv: (kv[0][1], sorted(kv[1]))):
+        said = {r: details[r] for r in sorted(revs, key=revision_order) if r in details
+                and details[r].startswith("corrupt") == corrupt}
+        out.append(_issue("excluded", CORRUPT_SHARDS if corrupt else "duplicate weights", revs,
+                          **({"details": said} if said else {})))
+    return out
 
 
 def rounded_column(values: np.ndarray, decimals: int = ROUNDED_DECIMALS) -> bool:
@@ -373,6 +387,23 @@ def _partial_text(issue: dict) -> str:
 def excluded_reasons(issues: list[dict]) -> str:
     """The distinct reasons of the excluding issues, joined by "; " ("" when not excluded)."""
     return "; ".join(dict.fromkeys(i["reason"] for i in issues or [] if issue_kind(i) == "excluded"))
+
+
+def excluded_details(issues: list[dict], limit: int = 6) -> str:
+    """Like ``excluded_reasons``, each reason followed by the revisions it names where the issue
+    has ``details`` (duplicate and corrupt checkpoints), at most ``limit`` a reason, e.g.
+    "duplicate weights: step1000 duplicate of step2000; corrupt checkpoint (shards of another
+    branch): step50000 corrupt: shard 1 of 3 is step143000's"."""
+    by_reason: dict[str, dict[str, str]] = {}
+    for i in issues or []:
+        if issue_kind(i) == "excluded":
+            by_reason.setdefault(i["reason"], {}).update(i.get("details") or {})
+    parts = []
+    for reason, det in by_reason.items():
+        items = [f"{r} {t}" for r, t in det.items()]
+        more = f" and {len(items) - limit} more" if len(items) > limit else ""
+        parts.append(reason + (": " + ", ".join(items[:limit]) + more if items else ""))
+    return "; ".join(parts)
 
 
 def qc_summary(issues: list[dict]) -> str:
