@@ -140,7 +140,7 @@ def cmd_fetch(args) -> None:
     if entry.get("duplicate_of"):  # its weights are another revision's: never downloaded
         write_json(Path(args.dest) / "fetched.json", {"revision": args.revision, "duplicate_of": entry["duplicate_of"]})
         return
-    fetch_checkpoint(manifest, args.revision, args.dest)
+    fetch_checkpoint(manifest, args.revision, args.dest, stall_s=args.stall_s)
 
 
 def _manifest_entry(manifest: dict, revision: str) -> dict:
@@ -280,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--manifest", required=True)
     s.add_argument("--revision", required=True)
     s.add_argument("--dest", required=True)
+    s.add_argument("--stall-s", type=float, default=None,
+                   help="abort and resume a transfer that receives no byte for this many seconds (default: "
+                        "huggingface_hub's HF_HUB_DOWNLOAD_TIMEOUT, 10 s unless set in the environment)")
     s.set_defaults(func=cmd_fetch)
 
     s = sub.add_parser("prompts", help="write a model's prompt files (once per model and probe)")

@@ -276,3 +276,72 @@ def test_bin_weights_go_through_the_weights_only_path(tmp_path):
         assert not list((tmp_path / "evil").rglob("*.bin")) and not (tmp_path / "evil" / "fetched.json").exists()
         evil_sha = m["revisions"][-1]["files"][0]["sha256"]
         assert evil_sha not in {p.name for p in _blobs(tmp_path / "evil")}
+
+
+def test_a_rate_limit_is_waited_out_as_the_hub_asks(hub, hub_root, manifest, tmp_path):
+    """HTTP 429 with Retry-After (the Hub's per-IP limit) on the file's metadata request, twice:
+    huggingface_hub retries the first at once (its fast path), then waits as asked; the request
+    after the last 429 comes no sooner than Retry-After, though our own backoff is 0.01 s."""
+    hub.retry_after_s = 2
+    hub.inject("429", "model.safetensors", times=2)
+    rec = fetch_checkpoint(manifest, "step16", tmp_path / "step16", backoff_s=0.01)
+    assert all(f.times == 0 for f in hub.faults)
+    hits = [(t, status) for (_, path, status), t in zip(hub.requests, hub.request_times)
+            if path.endswith("/model.safetensors")]
+    last_429 = max(i for i, (_, st) in enumerate(hits) if st == 429)
+    assert [st for _, st in hits].count(429) == 2
+    assert hits[last_429 + 1][0] - hits[last_429][0] >= 2.0
+    _assert_loads_same_weights(rec, hub_root, "step16")
+
+
+def test_retry_after_is_read_from_the_error_chain():
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
+
+    req = httpx2.Request("GET", "http://127.0.0.1/x")
+    resp = httpx2.Response(429, headers={"Retry-After": "7"}, request=req)
+    err = HfHubHTTPError("429 Too Many Requests", response=resp)
+    try:
+        raise RuntimeError("wrapped") from err
+    except RuntimeError as wrapped:
+        assert fetch_mod.retry_after_s(wrapped) == 7.0
+    no_header = HfHubHTTPError("503", response=httpx2.Response(503, request=req))
+    assert fetch_mod.retry_after_s(no_header) is None
+    waits = []
+    calls = iter([err, err, "ok"])
+
+    def fn():
+        x = next(calls)
+        if isinstance(x, Exception):
+            raise x
+        return x
+
+    import time as _time
+    orig = _time.sleep
+    _time.sleep = waits.append
+    try:
+        assert fetch_mod.with_retries(fn, what="t", attempts=3, backoff_s=0.01, max_retry_after_s=5) == "ok"
+    finally:
+        _time.sleep = orig
+    assert waits == [5.0, 5.0]  # as asked (7 s), capped at max_retry_after_s
+
+
+def test_a_stalled_transfer_is_aborted_and_resumed(hub, hub_root, manifest, tmp_path, monkeypatch):
+    """The server sends half the weights, then nothing for 30 s: with stall_s=1 the fetch gives up on
+    that transfer after about a second and resumes it with a Range request, well before 30 s."""
+    import time
+
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "DOWNLOAD_CHUNK_SIZE", 4096)
+    hub.stall_s = 30.0
+    hub.inject("stall", "model.safetensors", times=1)
+    t0 = time.monotonic()
+    rec = fetch_checkpoint(manifest, "step16", tmp_path / "step16", backoff_s=0.01, stall_s=1.0)
+    took = time.monotonic() - t0
+    assert all(f.times == 0 for f in hub.faults)
+    assert took < 15, took
+    assert any(p.endswith("model.safetensors") and r.startswith("bytes=") and r != "bytes=0-"
+               for p, r in hub.range_requests)
+    assert hf_constants.HF_HUB_DOWNLOAD_TIMEOUT != 1.0  # restored after the fetch
+    _assert_loads_same_weights(rec, hub_root, "step16")

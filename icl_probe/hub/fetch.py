@@ -32,6 +32,7 @@ Safety and robustness:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -101,9 +102,29 @@ def is_transient(err: BaseException) -> bool:
     return False
 
 
+def retry_after_s(err: BaseException) -> float | None:
+    """The seconds a rate-limited answer (HTTP 429, or 503) asks to wait (its ``Retry-After``
+    header, in seconds), anywhere in the error's chain; None when it gives none."""
+    from huggingface_hub import errors as hf_errors
+
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, hf_errors.HfHubHTTPError) and err.response is not None:
+            value = (err.response.headers.get("Retry-After") or "").strip()
+            if value.isdigit():
+                return float(value)
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def with_retries(fn: Callable[[], Any], *, what: str, attempts: int = 5, backoff_s: float = 1.0,
-                 max_backoff_s: float = 30.0) -> Any:
-    """Call ``fn`` until it succeeds, retrying transient errors up to ``attempts`` times in all."""
+                 max_backoff_s: float = 30.0, max_retry_after_s: float = 900.0) -> Any:
+    """Call ``fn`` until it succeeds, retrying transient errors up to ``attempts`` times in all.
+
+    The wait doubles from ``backoff_s`` (at most ``max_backoff_s``); an answer with
+    ``Retry-After`` (the Hub's per-IP rate limit: HTTP 429) is waited out as asked, up to
+    ``max_retry_after_s``."""
     for attempt in range(1, attempts + 1):
         try:
             return fn()
@@ -116,7 +137,14 @@ def with_retries(fn: Callable[[], Any], *, what: str, attempts: int = 5, backoff
                     "the Hub or the network is having trouble, re-run later (finished files are kept)"
                 ) from err
             wait = min(max_backoff_s, backoff_s * 2 ** (attempt - 1))
-            log.warning("%s: %s (attempt %d/%d), retrying in %.1fs", what, type(err).__name__, attempt, attempts, wait)
+            asked = retry_after_s(err)
+            if asked is not None:
+                wait = max(wait, min(asked, max_retry_after_s))
+                log.warning("%s: rate-limited by the Hub (attempt %d/%d), retrying in %.1fs as it asks (Retry-After)",
+                            what, attempt, attempts, wait)
+            else:
+                log.warning("%s: %s (attempt %d/%d), retrying in %.1fs", what, type(err).__name__, attempt,
+                            attempts, wait)
             time.sleep(wait)
 
 
@@ -179,8 +207,27 @@ def _remove_cached(pointer: Path) -> None:
             pass
 
 
+@contextlib.contextmanager
+def stall_timeout(seconds: float | None):
+    """Within the block, a download that receives no byte for ``seconds`` is aborted and resumed
+    from where it stopped (huggingface_hub's read timeout, ``HF_HUB_DOWNLOAD_TIMEOUT``, which it
+    reads at each request; its own resume with an HTTP Range request follows). None: unchanged."""
+    from huggingface_hub import constants
+
+    if seconds is None:
+        yield
+        return
+    old = constants.HF_HUB_DOWNLOAD_TIMEOUT
+    constants.HF_HUB_DOWNLOAD_TIMEOUT = seconds
+    try:
+        yield
+    finally:
+        constants.HF_HUB_DOWNLOAD_TIMEOUT = old
+
+
 def _download_files(repo_id: str, revision: str, commit: str, files: list[dict], cache_dir: Path, *,
-                    endpoint: str | None, token: str | bool | None, attempts: int, backoff_s: float) -> list[dict]:
+                    endpoint: str | None, token: str | bool | None, attempts: int, backoff_s: float,
+                    stall_s: float | None = None) -> list[dict]:
     """Download ``files`` of ``commit`` into the Hub cache ``cache_dir``, verified; return their records."""
     from huggingface_hub import hf_hub_download
 
@@ -210,7 +257,8 @@ def _download_files(repo_id: str, revision: str, commit: str, files: list[dict],
                     raise
                 raise new from err
 
-        path = Path(with_retries(_get, what=what, attempts=attempts, backoff_s=backoff_s))
+        with stall_timeout(stall_s):
+            path = Path(with_retries(_get, what=what, attempts=attempts, backoff_s=backoff_s))
         if not _verify(path, spec):
             _remove_cached(path)
             kind = "sha256" if spec.get("sha256") else "git oid"
@@ -247,11 +295,14 @@ def fetch_checkpoint(
     attempts: int = 5,
     backoff_s: float = 1.0,
     with_tokenizer: bool = True,
+    stall_s: float | None = None,
 ) -> dict:
     """Fetch config and weights of ``revision`` into ``dest_dir`` and write ``dest_dir/fetched.json``.
 
     ``manifest``: the resolved manifest (dict or path). ``endpoint`` defaults to the manifest's,
     then to ``HF_ENDPOINT``. ``with_tokenizer``: also fetch this revision's tokenizer files.
+    ``stall_s``: a transfer that receives no byte for this long is aborted and resumed
+    (:func:`stall_timeout`; None: huggingface_hub's ``HF_HUB_DOWNLOAD_TIMEOUT``, 10 s by default).
 
     Returns the ``fetched.json`` record: ``repo_id, revision, commit, step, tokens, source, format,
     cache_dir`` (pass to ``from_pretrained(..., cache_dir=, local_files_only=True)``; ``dest_dir``
@@ -299,7 +350,7 @@ def fetch_checkpoint(
             have = {f["path"] for f in files}
             files = files + [f for f in entry.get("tokenizer_files", []) if f["path"] not in have]
         _download_files(repo_id, revision, entry["commit"], files, cache_dir, endpoint=endpoint, token=token,
-                        attempts=attempts, backoff_s=backoff_s)
+                        attempts=attempts, backoff_s=backoff_s, stall_s=stall_s)
         if record["format"] == "pytorch":
             snap = cache_repo_dir(cache_dir, repo_id) / "snapshots" / entry["commit"]
             _check_weights_only([snap / f["path"] for f in entry["files"]])

@@ -17,7 +17,9 @@ resumed downloads) and the ``X-Error-Code`` values it maps to errors (``RepoNotF
 Faults are injected per file name and counted down (``stand_in.inject("5xx", "model.safetensors",
 times=2)``): ``5xx`` (503 on HEAD and GET), ``5xx_get`` (503 on GET only), ``drop`` (the connection
 closes after half the body), ``truncate`` (a complete response that is half the file), ``corrupt``
-(right size, one byte flipped). ``gated`` repos answer 401 without an accepted token and 403 with a
+(right size, one byte flipped), ``429`` (HTTP 429 with ``Retry-After: <retry_after_s>``, on HEAD and
+GET, as the Hub's per-IP rate limit answers), ``stall`` (half the body, then no byte for
+``stall_s`` seconds before the connection closes). ``gated`` repos answer 401 without an accepted token and 403 with a
 wrong one. Every request is logged in ``stand_in.requests``; past ``max_requests`` the server
 answers 500 and ``__exit__`` raises, so a client loop cannot run unbounded. The server stops on
 leaving the ``with`` block, or after ``lifetime_s`` whatever happens.
@@ -36,6 +38,7 @@ import os
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -43,7 +46,7 @@ from typing import Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".msgpack", ".h5", ".gguf")
-FAULT_KINDS = ("5xx", "5xx_get", "drop", "truncate", "corrupt")
+FAULT_KINDS = ("5xx", "5xx_get", "429", "drop", "stall", "truncate", "corrupt")
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -76,6 +79,9 @@ class HubStandIn:
     requests: list[tuple[str, str, int]] = field(default_factory=list)  # (method, path, status)
     faults: list[Fault] = field(default_factory=list)
     range_requests: list[tuple[str, str]] = field(default_factory=list)  # (path, Range header)
+    request_times: list[float] = field(default_factory=list)  # time.monotonic() of each logged request
+    retry_after_s: int = 1  # the Retry-After of an injected 429
+    stall_s: float = 30.0  # how long an injected stall sends nothing
     overflow: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _hash_cache: dict = field(default_factory=dict)
@@ -161,6 +167,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _log(self, status: int) -> None:
         with self.hub._lock:
             self.hub.requests.append((self.command, self.path, status))
+            self.hub.request_times.append(time.monotonic())
 
     def _send(self, status: int, body: bytes = b"", headers: dict | None = None, content_type="application/json"):
         self.send_response(status)
@@ -320,10 +327,13 @@ class _Handler(BaseHTTPRequestHandler):
         if path not in files:
             return self._error(404, "EntryNotFound", f"{path} does not exist on {revision}",
                                {"X-Repo-Commit": commit})
-        kinds = ("5xx",) if self.command == "HEAD" else FAULT_KINDS
+        kinds = ("5xx", "429") if self.command == "HEAD" else FAULT_KINDS
         fault = self.hub.take_fault(kinds, path, revision, commit)
         if fault in ("5xx", "5xx_get"):
             return self._error(503, None, "Service temporarily unavailable (injected)")
+        if fault == "429":
+            return self._error(429, None, "Too Many Requests (injected rate limit)",
+                               {"Retry-After": str(self.hub.retry_after_s)})
         meta = self.hub.file_meta(files[path])
         headers = {"X-Repo-Commit": commit, "Accept-Ranges": "bytes"}
         if is_lfs(path):
@@ -355,7 +365,7 @@ class _Handler(BaseHTTPRequestHandler):
             data = data[: len(data) // 2]
             headers.pop("Content-Range", None)
             status = 200
-        if fault == "drop":
+        if fault in ("drop", "stall"):
             self.send_response(status)
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(len(data)))
@@ -365,6 +375,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()
             self._log(status)
+            if fault == "stall":
+                time.sleep(self.hub.stall_s)
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
