@@ -189,7 +189,7 @@ def cmd_probe(args) -> None:
                 "suite": manifest.get("suite"), "model": manifest.get("model")}
         provenance = {"commit": entry.get("commit"),
                       "weight_sha256": {f["path"]: f.get("sha256") for f in entry.get("files", [])}}
-        local_only = True  # the workflow fetched (or built) the files beforehand
+        local_only = True  # the workflow fetched (or built) the files: loaded by commit, no Hub request
         if entry.get("duplicate_of"):
             _write_duplicate_stubs(Path(args.out), manifest, entry, settings)
             return
@@ -208,6 +208,7 @@ def cmd_probe(args) -> None:
         device=settings["runtime"]["device"], dtype=settings["runtime"]["dtype"],
         provenance=provenance, step=meta["step"], tokens=meta["tokens"],
         suite=meta["suite"], model=meta["model"], keep_current=args.keep_current,
+        load_revision=provenance.get("commit"),
     )
 
 

@@ -253,6 +253,7 @@ def probe_checkpoint(
     model: str | None = None,
     loaded: tuple | None = None,
     keep_current: bool = False,
+    load_revision: str | None = None,
 ) -> dict[str, Path]:
     """Run every enabled probe on one checkpoint from a single model load.
 
@@ -262,7 +263,9 @@ def probe_checkpoint(
     is merged into the recorded provenance; ``model`` is the short model name used
     in paths (default: the last part of ``repo_id``); ``step`` defaults to the one
     in the revision name. ``loaded=(model, tokenizer)`` skips loading (tests,
-    benchmarks). Writes ``out_dir/{probe}.json`` atomically and returns their paths.
+    benchmarks). ``load_revision`` (the manifest's commit, in the workflow) is what is loaded,
+    ``revision`` what the results are named by; default: ``revision``.
+    Writes ``out_dir/{probe}.json`` atomically and returns their paths.
 
     ``prompts_path``: the folder of prompt files, a list of them, or ``{probe: file}``.
     With ``keep_current``, a probe whose result file exists and was made with the same
@@ -317,8 +320,8 @@ def probe_checkpoint(
     if not todo:
         return written
     if loaded is None:
-        lm, tok = load_checkpoint(repo_id, revision, cache_dir=cache_dir, local_files_only=local_files_only,
-                                  device=device, dtype=dtype)
+        lm, tok = load_checkpoint(repo_id, load_revision or revision, cache_dir=cache_dir,
+                                  local_files_only=local_files_only, device=device, dtype=dtype)
     else:
         lm, tok = loaded
         lm.eval()

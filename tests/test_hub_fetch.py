@@ -345,3 +345,46 @@ def test_a_stalled_transfer_is_aborted_and_resumed(hub, hub_root, manifest, tmp_
                for p, r in hub.range_requests)
     assert hf_constants.HF_HUB_DOWNLOAD_TIMEOUT != 1.0  # restored after the fetch
     _assert_loads_same_weights(rec, hub_root, "step16")
+
+
+def test_probing_a_fetched_checkpoint_makes_no_hub_request(small_settings, tmp_path):
+    """After the fetch, the probe job loads the checkpoint by its commit with local_files_only: the
+    stand-in (HF_ENDPOINT of the probe process) sees no request while it runs, and the results
+    are the revision's."""
+    import json
+    import subprocess
+    import sys
+
+    from transformers import AutoModelForCausalLM
+
+    from icl_probe.config import validate_config
+    from icl_probe.minisuite.build import _add_snapshot, _set_ref, make_config
+    from icl_probe.minisuite.tokenizer import build_tokenizer
+
+    root = tmp_path / "hub"
+    work = tmp_path / "files"
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(make_config("pythia-s")).save_pretrained(work)
+    build_tokenizer().save_pretrained(work)
+    repo = root / "models--mini--pythia-s"
+    commit = _add_snapshot(repo, {p.name: p for p in work.iterdir()})
+    _set_ref(repo, "step100", commit)
+    settings = validate_config({"suites": {"s": {"source": "hub", "models": {"m": {"repo_id": "mini/pythia-s"}}}},
+                                "probes": small_settings})
+    with serve_hub(root) as hub:
+        manifest = resolve_model("mini", "pythia-s", "mini/pythia-s", "hub", "all", tmp_path / "manifest.json",
+                                 endpoint=hub.endpoint)
+        fetch_checkpoint(manifest, "step100", tmp_path / "fetched")
+        before = len(hub.requests)
+        env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_DISABLE_TELEMETRY": "1",
+               "HF_HOME": str(tmp_path / "hf-home")}
+        env.pop("HF_HUB_OFFLINE", None)
+        proc = subprocess.run(
+            [sys.executable, "-m", "icl_probe.cli", "probe", "--manifest", str(tmp_path / "manifest.json"),
+             "--revision", "step100", "--cache-dir", str(tmp_path / "fetched"), "--out", str(tmp_path / "out"),
+             "--settings", json.dumps(settings)], env=env, capture_output=True, text=True, timeout=600)
+        during = hub.requests[before:]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert during == []
+    result = json.loads((tmp_path / "out" / "gd_readout.json").read_text())
+    assert result["revision"] == "step100" and result["provenance"]["commit"] == commit
