@@ -84,3 +84,24 @@ def checkpoint_bytes(root: str | Path, repo_id: str, commit: str) -> int:
     snap = Path(root) / f"models--{org}--{name}" / "snapshots" / commit
     keep = ("config.json", "generation_config.json", "model.safetensors")
     return sum(p.stat().st_size for p in snap.iterdir() if p.name in keep)
+
+
+def build_minisuite_repo(root: str | Path, branch: str = "main", *, shape: str = "pythia-s") -> tuple[Path, str]:
+    """A one-revision Hub-cache repo ``mini/{shape}`` under ``root``: a seeded model of that
+    mini-suite shape with the mini-suite tokenizer (digits are single tokens, so every probe's
+    prompts build), at ``refs/{branch}``; returns (repo folder, commit)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from icl_probe.minisuite.build import _add_snapshot, _set_ref, make_config
+    from icl_probe.minisuite.tokenizer import build_tokenizer
+
+    root = Path(root)
+    work = Path(tempfile.mkdtemp(dir=root.parent if root.parent.exists() else None))
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(make_config(shape)).save_pretrained(work)
+    build_tokenizer().save_pretrained(work)
+    repo = root / f"models--mini--{shape}"
+    commit = _add_snapshot(repo, {p.name: p for p in work.iterdir()})
+    _set_ref(repo, branch, commit)
+    return repo, commit

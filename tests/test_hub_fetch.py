@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hub_fixtures import build_hub_cache, checkpoint_bytes
+from hub_fixtures import build_hub_cache, build_minisuite_repo, checkpoint_bytes
 from icl_probe.hub import fetch as fetch_mod
 from icl_probe.hub.errors import (
     DuplicateCheckpointError,
@@ -355,20 +355,10 @@ def test_probing_a_fetched_checkpoint_makes_no_hub_request(small_settings, tmp_p
     import subprocess
     import sys
 
-    from transformers import AutoModelForCausalLM
-
     from icl_probe.config import validate_config
-    from icl_probe.minisuite.build import _add_snapshot, _set_ref, make_config
-    from icl_probe.minisuite.tokenizer import build_tokenizer
 
     root = tmp_path / "hub"
-    work = tmp_path / "files"
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(make_config("pythia-s")).save_pretrained(work)
-    build_tokenizer().save_pretrained(work)
-    repo = root / "models--mini--pythia-s"
-    commit = _add_snapshot(repo, {p.name: p for p in work.iterdir()})
-    _set_ref(repo, "step100", commit)
+    _, commit = build_minisuite_repo(root, "step100")
     settings = validate_config({"suites": {"s": {"source": "hub", "models": {"m": {"repo_id": "mini/pythia-s"}}}},
                                 "probes": small_settings})
     with serve_hub(root) as hub:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from hub_fixtures import build_minisuite_repo
 from icl_probe.hub.testing import serve_hub
 from icl_probe.io import read_json, write_json
 
@@ -69,20 +70,8 @@ def test_concurrent_writers_of_one_result_never_show_a_reader_half_a_file(tmp_pa
 @pytest.fixture(scope="module")
 def hub_with_digit_tokenizer(tmp_path_factory):
     """A one-revision Hub repo with the mini-suite tokenizer (digits are single tokens)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from icl_probe.minisuite.build import _add_snapshot, _set_ref, make_config
-    from icl_probe.minisuite.tokenizer import build_tokenizer
-
     root = tmp_path_factory.mktemp("hub-par") / "hub"
-    work = root.parent / "files"
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(make_config("pythia-s")).save_pretrained(work)
-    build_tokenizer().save_pretrained(work)
-    repo = root / "models--mini--pythia-s"
-    commit = _add_snapshot(repo, {p.name: p for p in work.iterdir()})
-    _set_ref(repo, "main", commit)
+    repo, _ = build_minisuite_repo(root)
     return root, repo
 
 
