@@ -206,6 +206,18 @@ def test_recorded_names_matched_by_stage_and_step(hub, tmp_path):
     assert e["tokens"] == 3_000_000_000  # the source's name decides
 
 
+def test_a_recorded_name_with_or_without_the_stage_prefix_finds_the_hubs_branch(hub, tmp_path):
+    """Public sources spell the 7B's first branches both ways (step150-tokens1B on the Hub's
+    discussion, stage1-step150-tokens1B in user code): either recorded spelling resolves to the
+    branch the Hub serves, and the Hub's name is the one used."""
+    listing = tmp_path / "olmo7b.txt"
+    listing.write_text("stage1-step150-tokens1B\nstep600-tokens3B\nstep5000-tokens21B\n")
+    m = resolve_model("olmo2", "o", OLMO_EARLY, "hub", "all", None, endpoint=hub.endpoint, branch_list=listing)
+    got = [(e["revision"], e.get("recorded_as")) for e in m["revisions"]]
+    assert got == [("step150-tokens1B", "stage1-step150-tokens1B"), ("step600-tokens3B", None),
+                   ("stage1-step5000-tokens21B", "step5000-tokens21B")]
+
+
 def test_preset_path_recorded_pythia_list_over_http(tmp_path):
     """presets/pythia.yaml's way: the shipped list, log:12, checked against the (stand-in) Hub."""
     from icl_probe.hub.selection import select_revisions
