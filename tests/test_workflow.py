@@ -69,6 +69,9 @@ def test_a_configfile_extends_config_yaml_and_config_values_are_coerced(tmp_path
     assert "mini/pythia-m" in out  # config.yaml's suites are still there
     out = run_snakemake(tmp_path, "-n", "--configfile", str(REPO / "presets" / "olmo2.yaml")).stdout
     assert "results/mini/" not in out and "results/olmo2/olmo2-7b/manifest.json" in out
+    # the 7B's first branches, as the Hub names them (no stage prefix), are in its log:12 sweep
+    for name in ("step150-tokens1B", "step600-tokens3B", "step2000-tokens9B"):
+        assert f"results/olmo2/olmo2-7b/{name}/gd_readout.json" in out
 
 
 def test_bad_config_fails_before_any_job_with_the_key_named(tmp_path):
