@@ -294,7 +294,7 @@ def test_a_rate_limit_is_waited_out_as_the_hub_asks(hub, hub_root, manifest, tmp
     _assert_loads_same_weights(rec, hub_root, "step16")
 
 
-def test_retry_after_is_read_from_the_error_chain():
+def test_retry_after_is_read_from_the_error_chain(monkeypatch):
     import httpx2
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -316,13 +316,8 @@ def test_retry_after_is_read_from_the_error_chain():
             raise x
         return x
 
-    import time as _time
-    orig = _time.sleep
-    _time.sleep = waits.append
-    try:
-        assert fetch_mod.with_retries(fn, what="t", attempts=3, backoff_s=0.01, max_retry_after_s=5) == "ok"
-    finally:
-        _time.sleep = orig
+    monkeypatch.setattr(fetch_mod.time, "sleep", waits.append)
+    assert fetch_mod.with_retries(fn, what="t", attempts=3, backoff_s=0.01, max_retry_after_s=5) == "ok"
     assert waits == [5.0, 5.0]  # as asked (7 s), capped at max_retry_after_s
 
 
@@ -350,12 +345,14 @@ def test_a_stalled_transfer_is_aborted_and_resumed(hub, hub_root, manifest, tmp_
 def test_probing_a_fetched_checkpoint_makes_no_hub_request(small_settings, tmp_path):
     """After the fetch, the probe job loads the checkpoint by its commit with local_files_only: the
     stand-in (HF_ENDPOINT of the probe process) sees no request while it runs, and the results
-    are the revision's."""
+    are the revision's. The fetched cache's ref for the branch is removed first, so a load by
+    branch name could not find the files: only the load by commit does."""
     import json
     import subprocess
     import sys
 
     from icl_probe.config import validate_config
+    from icl_probe.runner import make_prompts
 
     root = tmp_path / "hub"
     _, commit = build_minisuite_repo(root, "step100")
@@ -365,6 +362,9 @@ def test_probing_a_fetched_checkpoint_makes_no_hub_request(small_settings, tmp_p
         manifest = resolve_model("mini", "pythia-s", "mini/pythia-s", "hub", "all", tmp_path / "manifest.json",
                                  endpoint=hub.endpoint)
         fetch_checkpoint(manifest, "step100", tmp_path / "fetched")
+        make_prompts("mini/pythia-s", "step100", tmp_path / "prompts", settings, cache_dir=tmp_path / "fetched",
+                     local_files_only=True)
+        (tmp_path / "fetched" / "models--mini--pythia-s" / "refs" / "step100").unlink()
         before = len(hub.requests)
         env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_DISABLE_TELEMETRY": "1",
                "HF_HOME": str(tmp_path / "hf-home")}
@@ -372,7 +372,7 @@ def test_probing_a_fetched_checkpoint_makes_no_hub_request(small_settings, tmp_p
         proc = subprocess.run(
             [sys.executable, "-m", "icl_probe.cli", "probe", "--manifest", str(tmp_path / "manifest.json"),
              "--revision", "step100", "--cache-dir", str(tmp_path / "fetched"), "--out", str(tmp_path / "out"),
-             "--settings", json.dumps(settings)], env=env, capture_output=True, text=True, timeout=600)
+             "--prompts", str(tmp_path / "prompts"), "--settings", json.dumps(settings)], env=env, capture_output=True, text=True, timeout=600)
         during = hub.requests[before:]
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert during == []

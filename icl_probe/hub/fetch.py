@@ -85,36 +85,39 @@ def is_transient(err: BaseException) -> bool:
     import httpx2
     from huggingface_hub import errors as hf_errors
 
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if isinstance(err, (hf_errors.RepositoryNotFoundError, hf_errors.GatedRepoError,
-                            hf_errors.RevisionNotFoundError, hf_errors.RemoteEntryNotFoundError)):
+    for e in _error_chain(err):
+        if isinstance(e, (hf_errors.RepositoryNotFoundError, hf_errors.GatedRepoError,
+                          hf_errors.RevisionNotFoundError, hf_errors.RemoteEntryNotFoundError)):
             return False
-        if isinstance(err, hf_errors.HfHubHTTPError):
-            status = err.response.status_code if err.response is not None else None
+        if isinstance(e, hf_errors.HfHubHTTPError):
+            status = e.response.status_code if e.response is not None else None
             return status in (408, 429) or (status is not None and status >= 500)
-        if isinstance(err, (httpx2.TransportError, ConnectionError, TimeoutError)):
+        if isinstance(e, (httpx2.TransportError, ConnectionError, TimeoutError)):
             return True
-        if isinstance(err, OSError) and "Consistency check failed" in str(err):
+        if isinstance(e, OSError) and "Consistency check failed" in str(e):
             return True
-        err = err.__cause__ or err.__context__
     return False
 
 
-def retry_after_s(err: BaseException) -> float | None:
-    """The seconds a rate-limited answer (HTTP 429, or 503) asks to wait (its ``Retry-After``
-    header, in seconds), anywhere in the error's chain; None when it gives none."""
-    from huggingface_hub import errors as hf_errors
-
+def _error_chain(err: BaseException | None):
+    """``err``, then its causes (``__cause__``, else ``__context__``), each once."""
     seen = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
-        if isinstance(err, hf_errors.HfHubHTTPError) and err.response is not None:
-            value = (err.response.headers.get("Retry-After") or "").strip()
+        yield err
+        err = err.__cause__ or err.__context__
+
+
+def retry_after_s(err: BaseException) -> float | None:
+    """The seconds an HTTP answer in the error's chain asks to wait (its ``Retry-After`` header in
+    seconds, as the Hub's HTTP 429 gives it); None when none does."""
+    from huggingface_hub import errors as hf_errors
+
+    for e in _error_chain(err):
+        if isinstance(e, hf_errors.HfHubHTTPError) and e.response is not None:
+            value = (e.response.headers.get("Retry-After") or "").strip()
             if value.isdigit():
                 return float(value)
-        err = err.__cause__ or err.__context__
     return None
 
 

@@ -421,18 +421,17 @@ def integrity_text(revision: str, members: list[dict]) -> str:
     ``"corrupt: shard i of n is X's"`` naming each shared shard (1-based, in file order) and
     the latest other member holding it, as pythia-12b's step50000 serving the final checkpoint's
     first shard."""
-    by_rev = {e["revision"]: e for e in members}
-    me = by_rev[revision]
-    later = sorted((e for e in members if e["revision"] != revision), key=lambda e: (e["step"], e["revision"]),
-                   reverse=True)
-    mine = frozenset(f["sha256"] for f in me["files"])
-    same = [e["revision"] for e in later if frozenset(f["sha256"] for f in e["files"]) == mine]
+    shas = {e["revision"]: frozenset(f["sha256"] for f in e["files"]) for e in members}
+    later = [e["revision"] for e in sorted(members, key=lambda e: (e["step"], e["revision"]), reverse=True)
+             if e["revision"] != revision]
+    same = [r for r in later if shas[r] == shas[revision]]
     if same:
         return f"duplicate of {same[0]}"
+    me = next(e for e in members if e["revision"] == revision)
     files = sorted(me["files"], key=lambda f: f.get("path", ""))
     owners: dict[str, list[int]] = {}
     for i, f in enumerate(files, 1):
-        holder = next((e["revision"] for e in later if f["sha256"] in {g["sha256"] for g in e["files"]}), None)
+        holder = next((r for r in later if f["sha256"] in shas[r]), None)
         if holder is not None:
             owners.setdefault(holder, []).append(i)
     parts = []
