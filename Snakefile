@@ -18,6 +18,7 @@ include: "rules/minisuite.smk"
 include: "rules/resolve.smk"
 include: "rules/fetch.smk"
 include: "rules/probe.smk"
+include: "rules/refine.smk"
 include: "rules/aggregate.smk"
 include: "rules/figures.smk"
 
@@ -29,6 +30,7 @@ localrules:
     settings,
     resolve,
     prompts,
+    refine,
     aggregate,
     figures,
 

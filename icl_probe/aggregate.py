@@ -53,8 +53,45 @@ def _qc_record(suite: str, model: str, issues: list[dict]) -> dict:
             "excluded": qc_mod.is_excluded(issues), "status": qc_mod.qc_status(issues), "issues": issues}
 
 
+def restrict_manifest(manifest: dict, revisions: list[str] | None) -> dict:
+    """The manifest with only the entries of ``revisions`` (all of them for None): with
+    refinement the manifest lists every branch of the range, and a model is the revisions
+    it analysed. A name the manifest lacks is a ConfigError naming it."""
+    if revisions is None:
+        return manifest
+    names = {e["revision"] for e in manifest["revisions"]}
+    unknown = [r for r in revisions if r not in names]
+    if unknown:
+        from icl_probe.config import ConfigError
+
+        raise ConfigError(f"revision(s) {', '.join(unknown)} are not in the manifest of {manifest['repo_id']}; "
+                          "rerun the resolve step (delete manifest.json) or fix the revision list")
+    wanted = set(revisions)
+    return {**manifest, "revisions": [e for e in manifest["revisions"] if e["revision"] in wanted]}
+
+
+def analyse_model(model_dir, manifest, cfg: dict, results=None, revisions: list[str] | None = None):
+    """One model's table, per-layer table, QC issues and stats.json record (nothing written).
+
+    ``cfg``: filled stats settings (``stats.model.settings``); ``results`` and ``revisions``
+    as in :func:`aggregate_model`. Returns (table, layers, issues, stats record).
+    """
+    manifest = restrict_manifest(load_manifest(manifest), revisions)
+    files = ResultFiles(model_dir, results, cfg.get("probes"))
+    table, layers = collect_checkpoint_results(model_dir, manifest, files, cfg.get("probes"),
+                                               cfg.get("external") or ())
+    present = {e["revision"]: set(files.read(e["revision"])) for e in probed_revisions(manifest)}
+    issues = qc_mod.run_qc(table, manifest, weight_fingerprints(model_dir, manifest, files), present,
+                           cfg.get("probes"))
+    table["qc_flag"] = qc_mod.qc_flags(table, issues)
+    samples = read_per_prompt(model_dir, manifest, files)
+    rec = _stats_record(manifest["suite"], manifest["model"], issues, table, cfg, samples)
+    return table, layers, issues, rec
+
+
 def aggregate_model(model_dir, manifest_path, stats_cfg: dict | None = None,
-                    results=None) -> dict[str, Path]:
+                    results=None, revisions: list[str] | None = None,
+                    refinement: dict | None = None) -> dict[str, Path]:
     """Table, statistics and QC for one model.
 
     model_dir: ``results/{suite}/{model}`` holding ``{revision}/{probe}.json``;
@@ -63,29 +100,23 @@ def aggregate_model(model_dir, manifest_path, stats_cfg: dict | None = None,
     third-party probe modules, to name their scalars). ``results``: exactly the result
     files to read (the workflow passes its inputs; grouped by their revision folder);
     without it, ``{revision}/{probe}.json`` of the ``probes`` (default our probes) are
-    read -- never any other JSON that lies in a revision folder. Writes
+    read -- never any other JSON that lies in a revision folder. ``revisions``: the
+    manifest's revisions the model analyses (default all). ``refinement``: the last
+    refinement round's record (``icl_probe.refine``), kept in stats.json. Writes
     table.csv, table.parquet, layers.csv, stats.json and qc.json into model_dir
     and returns their paths by name ("table", "parquet", "layers", "stats", "qc").
     """
     model_dir = Path(model_dir)
-    cfg = settings(stats_cfg)
-    manifest = load_manifest(str(manifest_path))
-    files = ResultFiles(model_dir, results, cfg.get("probes"))
-    table, layers = collect_checkpoint_results(model_dir, manifest, files, cfg.get("probes"),
-                                               cfg.get("external") or ())
-    present = {e["revision"]: set(files.read(e["revision"])) for e in probed_revisions(manifest)}
-    issues = qc_mod.run_qc(table, manifest, weight_fingerprints(model_dir, manifest, files), present,
-                           cfg.get("probes"))
-    table["qc_flag"] = qc_mod.qc_flags(table, issues)
+    table, layers, issues, rec = analyse_model(model_dir, manifest_path, settings(stats_cfg), results, revisions)
     paths = write_tables(table, layers, model_dir)
-    suite, model = manifest["suite"], manifest["model"]
+    suite, model = rec["suite"], rec["model"]
     if qc_mod.is_excluded(issues):
         log.warning("%s/%s excluded by QC: %s", suite, model, qc_mod.excluded_details(issues))
     elif issues:
         log.info("%s/%s QC: %s", suite, model, qc_mod.qc_summary(issues))
-    samples = read_per_prompt(model_dir, manifest, files)
-    paths["stats"] = write_json(model_dir / "stats.json",
-                                _stats_record(suite, model, issues, table, cfg, samples))
+    if refinement is not None:
+        rec["refinement"] = refinement
+    paths["stats"] = write_json(model_dir / "stats.json", rec)
     paths["qc"] = write_json(model_dir / "qc.json", _qc_record(suite, model, issues))
     return paths
 

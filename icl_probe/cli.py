@@ -235,9 +235,31 @@ def cmd_aggregate(args) -> None:
             raise ConfigError("aggregate --table needs --out DIR")
         aggregate.aggregate_table(args.table, args.out, stats)
     elif args.model_dir and args.manifest:
-        aggregate.aggregate_model(args.model_dir, args.manifest, stats, results=args.results)
+        refinement = read_json(args.refinement) if args.refinement else None
+        revisions = refinement["analysed"] if refinement else args.revisions
+        aggregate.aggregate_model(args.model_dir, args.manifest, stats, results=args.results,
+                                  revisions=revisions, refinement=refinement)
     else:
         raise ConfigError("aggregate needs either --table FILE.csv --out DIR, or --model-dir DIR --manifest FILE")
+
+
+def cmd_refine(args) -> None:
+    from icl_probe import aggregate, refine
+    from icl_probe.io import write_json
+    from icl_probe.stats.model import settings
+
+    manifest = read_json(args.manifest)
+    previous = read_json(args.previous) if args.previous else None
+    analysed = previous["analysed"] if previous else args.coarse
+    stats = aggregate.analyse_model(args.model_dir, manifest, settings(_stats_settings(args)),
+                                    args.results, analysed)[3]
+    rec = refine.refine_round(manifest, stats, round_no=args.round, coarse=args.coarse, previous=previous,
+                              settings=json.loads(args.settings))
+    write_json(args.out, rec)
+    states = ", ".join(f"{t} {v['status']} {v['bracket']}" for t, v in rec["transitions"].items())
+    print(f"refinement round {args.round} of {manifest['suite']}/{manifest['model']}: "
+          f"{len(rec['added'])} added ({', '.join(rec['added']) or 'none'}); {states}; "
+          f"{rec['n_checkpoints']} of {rec['n_dense']} branches analysed" + ("; done" if rec["done"] else ""))
 
 
 def cmd_figures(args) -> None:
@@ -325,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--results", nargs="*", help="exactly the result files to read (the workflow passes its "
                                                 "inputs); default: MODEL_DIR/{revision}/{probe}.json of the "
                                                 "stats settings' probes")
+    s.add_argument("--revisions", nargs="*", help="the manifest's revisions the model analyses (default all)")
+    s.add_argument("--refinement", help="the last refinement round's record (refine/round{N}.json): its "
+                                        "analysed revisions, kept in stats.json")
     s.add_argument("--table", help="a CSV with one row per (model, step), produced elsewhere")
     s.add_argument("--out")
     s.add_argument("--stats-settings-file", help="stats settings as a JSON file (the workflow's "
@@ -332,6 +357,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stats-settings", help="stats settings as JSON")
     s.add_argument("--config", help="a config.yaml to take stats settings from")
     s.set_defaults(func=cmd_aggregate)
+
+    s = sub.add_parser("refine", help="one adaptive-refinement round: which branches to probe next "
+                                      "(docs/refinement.md)")
+    s.add_argument("--model-dir", required=True)
+    s.add_argument("--manifest", required=True)
+    s.add_argument("--round", type=int, required=True)
+    s.add_argument("--coarse", nargs="+", required=True, help="the coarse selection's revisions")
+    s.add_argument("--previous", help="the previous round's record (not for round 1)")
+    s.add_argument("--results", nargs="*", help="the result files of the revisions analysed so far")
+    s.add_argument("--settings", required=True, help="the model's refine section as JSON")
+    s.add_argument("--stats-settings-file", help="stats settings as a JSON file")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_refine)
 
     s = sub.add_parser("figures", help="draw the figures across models")
     s.add_argument("--model-dirs", nargs="+", required=True)

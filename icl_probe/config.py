@@ -312,7 +312,7 @@ def models(config: dict[str, Any]) -> list[dict[str, Any]]:
         for model, mcfg in scfg["models"].items():
             out.append({"suite": suite, "model": model, "source": scfg["source"],
                         "cache_dir": scfg.get("cache_dir"), "branch_list": scfg.get("branch_list", "live"),
-                        **mcfg})
+                        **({"refine": scfg["refine"]} if scfg.get("refine") else {}), **mcfg})
     return out
 
 

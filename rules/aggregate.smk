@@ -7,6 +7,7 @@ rule aggregate:
         manifest=f"{RESULTS}/{{suite}}/{{model}}/manifest.json",
         results=probe_results,
         settings=settings_file("stats"),
+        refinement=final_round,
     output:
         table=f"{RESULTS}/{{suite}}/{{model}}/table.csv",
         parquet=f"{RESULTS}/{{suite}}/{{model}}/table.parquet",
@@ -19,6 +20,10 @@ rule aggregate:
         "../envs/icl-probe.yaml"
     params:
         model_dir=lambda w: f"{RESULTS}/{w.suite}/{w.model}",
+        refinement=lambda w, input: (
+            f"--refinement {input.refinement}" if input.refinement else ""
+        ),
     shell:
         "icl-probe aggregate --model-dir {params.model_dir} --manifest {input.manifest}"
-        " --results {input.results} --stats-settings-file {input.settings} > {log} 2>&1"
+        " --results {input.results} --stats-settings-file {input.settings} {params.refinement}"
+        " > {log} 2>&1"

@@ -22,6 +22,7 @@ from icl_probe.locks import clear_stale_locks, record_owner
 from icl_probe.plan import planned_revisions
 from icl_probe.probes.registry import BUILTIN
 from icl_probe.prompts import prompt_sources
+from icl_probe.refine import resolve_selection
 
 try:
     if workflow.overwrite_configfiles or workflow.config_settings.config:
@@ -66,6 +67,7 @@ wildcard_constraints:
     name="[A-Za-z0-9][A-Za-z0-9_.-]*",
     kind="probes/[A-Za-z_][A-Za-z0-9_]*|stats",
     probe="[A-Za-z_][A-Za-z0-9_]*",
+    round="[1-9][0-9]*",
 
 
 def record(w):
@@ -75,6 +77,18 @@ def record(w):
 
 def record_json(w):
     return json.dumps(record(w), sort_keys=True)
+
+
+def resolve_record_json(w):
+    """The record the resolve step reads: with ``refine``, the selection is the coarse range's
+    every branch (a round may add any) and the refine settings are left out (changing them
+    reruns only the rounds)."""
+    rec = record(w)
+    if not rec.get("refine"):
+        return record_json(w)
+    rec = {k: v for k, v in rec.items() if k != "refine"}
+    rec["revisions"] = resolve_selection(rec | {"refine": True}, REVISIONS[(w.suite, w.model)])
+    return json.dumps(rec, sort_keys=True)
 
 
 def minisuite_name(rec):
@@ -169,13 +183,66 @@ except (ValueError, OSError) as e:
     raise WorkflowError(f"cannot list the revisions to analyse: {e}") from None
 
 
-def probe_results(w):
-    """Every probe result of a model; a duplicate revision's are stubs that name the original."""
+# --- adaptive refinement (rules/refine.smk): rounds are checkpoints that add revisions ---
+REFINE = {(m["suite"], m["model"]): m["refine"] for m in MODELS if m.get("refine")}
+
+
+def round_file(suite, model, n):
+    return f"{RESULTS}/{suite}/{model}/refine/round{n}.json"
+
+
+def read_round(suite, model, n):
+    """Round ``n``'s record; until it exists, Snakemake schedules it (a checkpoint) first."""
+    path = checkpoints.refine.get(suite=suite, model=model, round=str(n)).output[0]
+    with open(path) as f:
+        return json.load(f)
+
+
+def last_round(suite, model):
+    """The number of the round that added nothing (reading rounds 1, 2, ... on the way)."""
+    n = 1
+    while not read_round(suite, model, n)["done"]:
+        n += 1
+    return n
+
+
+def analysed_revisions(suite, model, before_round=None):
+    """The revisions a model analyses: the coarse selection, then each round's additions; with
+    ``before_round``, those probed before that round."""
+    if (suite, model) not in REFINE:
+        return REVISIONS[(suite, model)]
+    n = last_round(suite, model) + 1 if before_round is None else int(before_round)
+    return REVISIONS[(suite, model)] if n == 1 else read_round(suite, model, n - 1)["analysed"]
+
+
+def results_of(suite, model, revisions):
     return [
-        f"{RESULTS}/{w.suite}/{w.model}/{rev}/{probe}.json"
-        for rev in REVISIONS[(w.suite, w.model)]
+        f"{RESULTS}/{suite}/{model}/{rev}/{probe}.json"
+        for rev in revisions
         for probe in PROBES
     ]
+
+
+def round_results(w):
+    """What a refinement round reads: the results of the revisions probed before it."""
+    return results_of(w.suite, w.model, analysed_revisions(w.suite, w.model, w.round))
+
+
+def previous_round(w):
+    n = int(w.round)
+    return [] if n == 1 else round_file(w.suite, w.model, n - 1)
+
+
+def final_round(w):
+    """The last refinement round's file (the aggregate step keeps it in stats.json), or none."""
+    if (w.suite, w.model) not in REFINE:
+        return []
+    return round_file(w.suite, w.model, last_round(w.suite, w.model))
+
+
+def probe_results(w):
+    """Every probe result of a model; a duplicate revision's are stubs that name the original."""
+    return results_of(w.suite, w.model, analysed_revisions(w.suite, w.model))
 
 
 FETCHED = "resources/fetch/{suite}/{model}/{revision}"

@@ -12,7 +12,7 @@ rule resolve:
     conda:
         "../envs/icl-probe.yaml"
     params:
-        record=record_json,
+        record=resolve_record_json,
         cache=lambda w: model_cache_dir(record(w)) or "",
     shell:
         "icl-probe resolve --record {params.record:q} --cache-dir '{params.cache}'"

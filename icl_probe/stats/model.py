@@ -31,6 +31,7 @@ DEFAULTS = {
     "seed": 0,
     "n_seeds": 3,
     "min_checkpoints": 3,
+    "induction_rise_min": 0.1,
 }
 
 # How each bootstrapped statistic's interval is formed (bootstrap.interval): the
@@ -319,6 +320,16 @@ def model_statistics(table: pd.DataFrame, cfg: dict | None = None, samples: dict
             st["co_emergence_lag"] = coemergence.co_emergence_lag(st["sink_half_rise_step"],
                                                                   st.get("zero_crossing_interp"))
 
+    if need("induction_transition", "induction_acc", trajectory=True):
+        s, acc = _finite(tr.steps, m["induction_acc"])
+        sd = tr.stds.get("induction_acc")
+        it = induction_transition(s, acc, None if sd is None else sd[np.isfinite(m["induction_acc"])],
+                                  cfg["induction_rise_min"])
+        st["induction_transition"] = it
+        st["induction_transition_step"] = it["interpolated"] if it["defined"] else None
+        if not it["defined"] or it["interpolated"] is None:
+            null["induction_transition_step"] = it["note"]
+
     # gating: what presupposes emergence (and a valley) is null otherwise
     if emerging is False:
         why = f"no emergence ({st['phases']['label']}: {st['phases']['note'] or 'see phases'})"
@@ -348,6 +359,27 @@ def model_statistics(table: pd.DataFrame, cfg: dict | None = None, samples: dict
         "skipped": skipped,
         "checkpoints": _used(tr, cols),
     }
+
+
+def induction_transition(steps, acc, acc_std=None, rise_min: float = 0.1) -> dict:
+    """When induction appears: the half rise of ``induction_acc`` (``coemergence.half_rise``:
+    the first checkpoint at or above acc[0] + (max acc - acc[0]) / 2, its bracket and the
+    log10(step)-interpolated step), defined only when the rise exceeds its noise,
+    threshold = max(rise_min, 2 x median induction_acc_std). No interval (a point statistic).
+    Returns half_rise's fields plus ``threshold``, ``defined`` and ``note``.
+    """
+    sd = np.asarray([] if acc_std is None else acc_std, dtype=float)
+    sd = sd[np.isfinite(sd)]
+    threshold = float(max(rise_min, 2.0 * np.median(sd))) if sd.size else float(rise_min)
+    hr = coemergence.half_rise(steps, acc)
+    out = {"note": None, **hr, "threshold": threshold}
+    rise = hr["rise"]
+    out["defined"] = bool(rise is not None and rise > threshold)
+    if not out["defined"]:
+        out.update(first=None, interpolated=None, bracket=None, level=None,
+                   note=f"no induction transition: induction_acc rises by "
+                        f"{float('nan') if rise is None else rise:.3g} <= {threshold:.3g}")
+    return out
 
 
 def _replicate_statistics(steps, m: dict, reps: dict) -> dict[str, list]:
