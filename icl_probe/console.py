@@ -29,7 +29,7 @@ _SCHEDULER = ("Select jobs to execute...",)
 
 def job_label(rule: str, wildcards: dict | None) -> str:
     """``probe mini/pythia-s/step1000``: the rule and its wildcard values in order."""
-    values = "/".join(str(v) for v in (wildcards or {}).values())
+    values = "/".join(f"round {v}" if k == "round" else str(v) for k, v in (wildcards or {}).items())
     return f"{rule} {values}" if values else rule
 
 

@@ -87,7 +87,9 @@ def resolve_record_json(w):
     if not rec.get("refine"):
         return record_json(w)
     rec = {k: v for k, v in rec.items() if k != "refine"}
-    rec["revisions"] = resolve_selection(rec | {"refine": True}, REVISIONS[(w.suite, w.model)])
+    rec["revisions"] = resolve_selection(
+        rec | {"refine": True}, REVISIONS[(w.suite, w.model)]
+    )
     return json.dumps(rec, sort_keys=True)
 
 
@@ -212,7 +214,11 @@ def analysed_revisions(suite, model, before_round=None):
     if (suite, model) not in REFINE:
         return REVISIONS[(suite, model)]
     n = last_round(suite, model) + 1 if before_round is None else int(before_round)
-    return REVISIONS[(suite, model)] if n == 1 else read_round(suite, model, n - 1)["analysed"]
+    return (
+        REVISIONS[(suite, model)]
+        if n == 1
+        else read_round(suite, model, n - 1)["analysed"]
+    )
 
 
 def results_of(suite, model, revisions):

@@ -21,7 +21,9 @@ checkpoint refine:
         model_dir=lambda w: f"{RESULTS}/{w.suite}/{w.model}",
         coarse=lambda w: REVISIONS[(w.suite, w.model)],
         settings=lambda w: json.dumps(REFINE[(w.suite, w.model)], sort_keys=True),
-        previous=lambda w, input: f"--previous {input.previous}" if input.previous else "",
+        previous=lambda w, input: (
+            f"--previous {input.previous}" if input.previous else ""
+        ),
     shell:
         "icl-probe refine --model-dir {params.model_dir} --manifest {input.manifest}"
         " --round {wildcards.round} --coarse {params.coarse} {params.previous}"

@@ -79,3 +79,13 @@ def test_ctrl_c_is_one_line_per_stopped_job(tmp_path):
     text = log.read_text()
     assert re.search(TIME + r" make a stopped \(interrupted; the next run redoes it\)$", text, re.M), text
     assert "Error in rule" not in text and "CalledProcessError" not in text
+
+
+def test_a_job_label_is_the_rule_and_its_wildcards_and_names_a_refinement_round():
+    from icl_probe.console import job_label
+
+    assert job_label("probe", {"suite": "mini", "model": "pythia-s", "revision": "step1000"}) == \
+        "probe mini/pythia-s/step1000"
+    assert job_label("refine", {"suite": "mini", "model": "pythia-s", "round": "2"}) == \
+        "refine mini/pythia-s/round 2"
+    assert job_label("all", None) == "all"

@@ -96,3 +96,44 @@ def test_the_7bs_real_early_branch_names_resolve_fetch_and_probe(hub_root, tmp_p
     fetched = {path.split("/resolve/")[1].split("/")[0] for _, path, *_ in requests
                if "/resolve/" in path and path.endswith("model.safetensors")}
     assert len(fetched) == 4  # one download per branch (by commit or by name)
+
+
+@pytest.mark.slow
+def test_refinement_through_the_hub_resolves_the_range_skips_duplicates_and_downloads_only_what_it_probes(
+        hub_root, tmp_path):
+    """pythia-s through the stand-in, a coarse pass holding step1000 (which serves step2000's
+    weights) and refinement on: the manifest lists every branch of the range, the duplicate's
+    owner is probed first, no round ever picks the duplicate, and only probed weights are fetched."""
+    cfg = scenario_config("hub")
+    cfg["suites"]["hubmini"]["models"] = {"pythia-s": {
+        "repo_id": "mini/pythia-s", "revisions": ["step0", "step500", "step1000", "step5500"],
+        "refine": {"transitions": ["half_max", "induction"], "budget": 6}}}
+    workdir = tmp_path / "work"
+    requests = _run_against_hub(hub_root, cfg, workdir, tmp_path / "hf-home")
+    model_dir = workdir / "results/hubmini/pythia-s"
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    dup = {e["revision"]: e["duplicate_of"] for e in manifest["revisions"]}
+    assert len(dup) == 21 and dup["step1000"] == "step2000"  # every branch of step0..step5500
+    assert sum(v is not None for v in dup.values()) == 1
+    rounds = sorted(model_dir.glob("refine/round*.json"), key=lambda p: int(p.stem[5:]))
+    records = [json.loads(p.read_text()) for p in rounds]
+    assert records[0]["added"] == ["step2000"]  # the owner first, outside the budget
+    assert records[0]["budget_used"] == 0
+    assert all("step1000" not in r["added"] for r in records)
+    last = records[-1]
+    assert last["done"] and last["budget_used"] <= 6
+    steps = {e["revision"]: e["step"] for e in manifest["revisions"]}
+    pool = [s for r, s in steps.items() if dup[r] is None]
+    for name, state in last["transitions"].items():
+        assert state["status"] in ("adjacent", "undefined", "budget spent"), (name, state)
+        if state["status"] == "adjacent":
+            lo, hi = state["bracket"]
+            assert not [s for s in pool if lo < s < hi], (name, state)
+    stats = json.loads((model_dir / "stats.json").read_text())
+    assert stats["refinement"] == last
+    table = pd.read_csv(model_dir / "table.csv")
+    probed = [r for r in last["analysed"] if dup[r] is None]
+    assert sorted(table["revision"]) == sorted(probed)
+    downloads = [path for method, path, *_ in requests if method == "GET" and "/resolve/" in path
+                 and path.endswith("/model.safetensors")]
+    assert len(downloads) == len(probed)  # each probed checkpoint once; nothing else

@@ -1,0 +1,147 @@
+"""Adaptive refinement in the workflow (rules/refine.smk): the mini-suite swept coarsely with
+refinement on, stopped in the middle of a round and run again, against the dense default run."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from icl_probe.io import read_json
+from icl_probe.minisuite.build import MODELS, branch_name, schedule
+from workflow_utils import REPO, env, mtimes, run_snakemake, snakemake_cmd, workdir_with_minisuite
+
+pytestmark = pytest.mark.slow
+
+# the transitions researchers publish brackets of (a half-max step, a zero crossing); the
+# induction transition is refined in tests/test_refine.py (on the mini-suite's ~20-branch
+# schedules it takes bisection to about half of them: docs/refinement.md)
+COARSE = "log:4"
+REFINE = {"budget": 12, "transitions": ["half_max", "zero_crossing"]}
+
+
+def refine_config() -> dict:
+    """The default config, each model swept coarsely (COARSE) with refinement on."""
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg = copy.deepcopy(cfg)
+    for m in cfg["suites"]["mini"]["models"].values():
+        m["revisions"] = COARSE
+    cfg["suites"]["mini"]["refine"] = REFINE
+    return cfg
+
+
+def _finished_probe_jobs(workdir: Path) -> set[Path]:
+    """Probe jobs that ran to the end: their benchmark file is written when the job ends."""
+    return set(workdir.glob("logs/benchmarks/mini/*/*/probe.tsv"))
+
+
+def _refined_result_exists(workdir: Path) -> bool:
+    """Some round has added a revision and that revision's probe job has finished."""
+    for path in workdir.glob("results/mini/*/refine/round*.json"):
+        try:
+            added = read_json(path)["added"]
+        except (OSError, ValueError, KeyError):
+            continue
+        model = path.parent.parent.name
+        if any((workdir / "logs/benchmarks/mini" / model / rev / "probe.tsv").exists() for rev in added):
+            return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def refined_workflow(default_workflow, tmp_path_factory):
+    """A refinement run stopped (SIGKILL, the whole process group) once a round's first added
+    checkpoint is probed, then run again to the end. Returns (workdir, what the stop left)."""
+    workdir = workdir_with_minisuite(tmp_path_factory.mktemp("refine"), default_workflow, refine_config())
+    dry = run_snakemake(workdir, "-n")
+    proc = subprocess.Popen(snakemake_cmd(workdir, "--cores", "2"), cwd=workdir, env=env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 900
+        while not _refined_result_exists(workdir):
+            assert proc.poll() is None, "the run ended before a refinement round's checkpoint was probed"
+            assert time.monotonic() < deadline, "no refined checkpoint probed within 15 min"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    left = {"finished": _finished_probe_jobs(workdir), "results": mtimes(workdir, "results/mini/*/*/*.json"),
+            "rounds": mtimes(workdir, "results/mini/*/refine/*.json"), "dry": dry.stdout + dry.stderr}
+    rerun = run_snakemake(workdir, "--cores", "2")
+    left["rerun"] = rerun.stdout + rerun.stderr
+    return workdir, left
+
+
+def test_a_dry_run_before_any_result_shows_the_coarse_pass_and_says_refinement_follows(refined_workflow):
+    _, left = refined_workflow
+    for model in MODELS:
+        assert f"mini/{model}: refinement follows the coarse pass of 4 checkpoints" in left["dry"]
+    jobs = {line.split()[0]: int(line.split()[1]) for line in left["dry"].splitlines()
+            if len(line.split()) == 2 and line.split()[1].isdigit()}
+    assert jobs["probe"] == 4 * len(MODELS)  # the coarse pass only
+    assert jobs["refine"] == len(MODELS)  # round 1 of each model: the DAG grows after it
+
+
+def test_a_stopped_refinement_goes_on_without_recomputing_finished_checkpoints(refined_workflow):
+    workdir, left = refined_workflow
+    assert left["finished"], "nothing was probed before the stop"
+    after = mtimes(workdir, "results/mini/*/*/*.json")
+    for path, mtime in left["results"].items():
+        rev_dir = Path(path).parent
+        if (workdir / "logs/benchmarks" / rev_dir.relative_to("results") / "probe.tsv") in left["finished"]:
+            assert after[path] == mtime, f"{path} was recomputed"
+    for path, mtime in left["rounds"].items():
+        assert after[path] == mtime, f"{path} was recomputed"
+    # the rerun had work left: probe jobs the stop cut short or never started, and later rounds
+    assert len(_finished_probe_jobs(workdir)) > len(left["finished"])
+    assert len(mtimes(workdir, "results/mini/*/refine/*.json")) > len(left["rounds"])
+
+
+def _dense_stats(default_workflow, model):
+    return read_json(default_workflow / "results/mini" / model / "stats.json")
+
+
+def test_every_transition_ends_bracketed_by_adjacent_branches_with_a_fraction_of_the_checkpoints(
+        refined_workflow, default_workflow):
+    workdir, _ = refined_workflow
+    used = dense = 0
+    for model, spec in MODELS.items():
+        stats = read_json(workdir / "results/mini" / model / "stats.json")
+        ref = stats["refinement"]
+        steps = schedule(spec.final_step, spec.interval)
+        assert ref["done"] and ref["n_dense"] == len(steps)
+        assert ref["analysed"] == [branch_name(model, s) for s in steps if branch_name(model, s) in ref["analysed"]]
+        for name, state in ref["transitions"].items():
+            if state["status"] == "undefined":  # then the dense sweep has no such transition either
+                from icl_probe.refine import transition_bracket
+
+                assert transition_bracket(_dense_stats(default_workflow, model), name)[0] is None, (model, name)
+                continue
+            assert state["status"] == "adjacent", (model, name, state)
+            lo, hi = state["bracket"]
+            assert steps.index(hi) == steps.index(lo) + 1, (model, name, state)
+        used += ref["n_checkpoints"]
+        dense += ref["n_dense"]
+        table = (workdir / "results/mini" / model / "table.csv").read_text().splitlines()
+        assert len(table) - 1 == ref["n_checkpoints"]
+    assert used <= 0.4 * dense, f"{used} of {dense} checkpoints"
+
+
+def test_the_refined_half_max_step_equals_the_dense_sweeps(refined_workflow, default_workflow):
+    workdir, _ = refined_workflow
+    for model in MODELS:
+        st = read_json(workdir / "results/mini" / model / "stats.json")["statistics"]
+        dense = _dense_stats(default_workflow, model)["statistics"]
+        assert st["half_max_step"] == dense["half_max_step"], model
+        assert st["half_max_bracket"] == dense["half_max_bracket"], model
+        # the level is half the peak over the checkpoints analysed, which a subset can only
+        # underestimate; where the subset holds the dense sweep's peak the interpolation is the same
+        assert st["peak_er"] <= dense["peak_er"], model
+        if st["peak_step"] == dense["peak_step"]:
+            assert st["half_max_step_interp"] == pytest.approx(dense["half_max_step_interp"], rel=1e-9), model
