@@ -15,25 +15,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from icl_probe.aggregate import analyse_model
-from icl_probe.hub.selection import select_revisions
+from icl_probe.aggregate import replay_refinement
 from icl_probe.io import read_json
-from icl_probe.refine import DEFAULTS, TRANSITIONS, refine_round, transition_bracket
+from icl_probe.refine import DEFAULTS, TRANSITIONS, transition_bracket
 from icl_probe.stats.model import settings
-
-
-def replay(model_dir: Path, stats_cfg: dict, coarse_spec: str, refine_cfg: dict) -> dict:
-    manifest = read_json(model_dir / "manifest.json")
-    coarse = select_revisions([e["revision"] for e in manifest["revisions"]], coarse_spec)
-    previous, n = None, 0
-    while previous is None or not previous["done"]:
-        n += 1
-        analysed = previous["analysed"] if previous else coarse
-        stats = analyse_model(model_dir, manifest, stats_cfg, revisions=analysed)[3]
-        previous = refine_round(manifest, stats, round_no=n, coarse=coarse, previous=previous, settings=refine_cfg)
-    final = analyse_model(model_dir, manifest, stats_cfg, revisions=previous["analysed"])[3]
-    dense = analyse_model(model_dir, manifest, stats_cfg)[3]
-    return {"rounds": n, "record": previous, "final": final, "dense": dense}
 
 
 def main() -> None:
@@ -49,11 +34,11 @@ def main() -> None:
     used = dense_n = 0
     print(f"coarse {args.coarse}, transitions {' '.join(args.transitions)}, budget {args.budget}")
     for model_dir in sorted(p.parent for p in root.glob("*/*/manifest.json")):
-        out = replay(model_dir, stats_cfg, args.coarse, cfg)
+        out = replay_refinement(model_dir, stats_cfg, args.coarse, cfg)
         rec = out["record"]
         used, dense_n = used + rec["n_checkpoints"], dense_n + rec["n_dense"]
         print(f"{model_dir.parent.name}/{model_dir.name}: {rec['n_checkpoints']} of {rec['n_dense']} checkpoints, "
-              f"{out['rounds']} rounds")
+              f"{len(out['rounds'])} rounds")
         for name, state in rec["transitions"].items():
             print(f"  {name}: {state['status']} {state['bracket']} (dense sweep: "
                   f"{transition_bracket(out['dense'], name)[0]})")

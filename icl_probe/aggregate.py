@@ -89,6 +89,30 @@ def analyse_model(model_dir, manifest, cfg: dict, results=None, revisions: list[
     return table, layers, issues, rec
 
 
+def replay_refinement(model_dir, stats_cfg: dict, coarse_spec, refine_cfg: dict) -> dict:
+    """Adaptive refinement replayed on a dense sweep's results: the coarse selection
+    ``coarse_spec`` of the manifest, then the rounds exactly as ``icl-probe refine`` decides
+    them (``icl_probe.refine.refine_round``), reading the results already there instead of
+    probing. Returns {"rounds" (every round's record), "record" (the last one), "final" and
+    "dense" (stats.json records of the refined revisions and of every revision)}."""
+    from icl_probe.hub.selection import select_revisions
+    from icl_probe.refine import refine_round
+
+    model_dir = Path(model_dir)
+    cfg = settings(stats_cfg)
+    manifest = load_manifest(str(model_dir / "manifest.json"))
+    coarse = select_revisions([e["revision"] for e in manifest["revisions"]], coarse_spec)
+    rounds: list[dict] = []
+    while not rounds or not rounds[-1]["done"]:
+        previous = rounds[-1] if rounds else None
+        stats = analyse_model(model_dir, manifest, cfg, revisions=previous["analysed"] if previous else coarse)[3]
+        rounds.append(refine_round(manifest, stats, round_no=len(rounds) + 1, coarse=coarse, previous=previous,
+                                   settings=refine_cfg))
+    final = analyse_model(model_dir, manifest, cfg, revisions=rounds[-1]["analysed"])[3]
+    return {"rounds": rounds, "record": rounds[-1], "final": final,
+            "dense": analyse_model(model_dir, manifest, cfg)[3]}
+
+
 def aggregate_model(model_dir, manifest_path, stats_cfg: dict | None = None,
                     results=None, revisions: list[str] | None = None,
                     refinement: dict | None = None) -> dict[str, Path]:

@@ -124,19 +124,6 @@ def pool_of(manifest: dict) -> dict[str, int]:
             if not e.get("duplicate_of") and not e.get("alias_of")}
 
 
-def owners_missing(manifest: dict, analysed: list[str]) -> list[str]:
-    """The revisions whose weights an analysed duplicate serves (``duplicate_of``) and that are
-    not analysed: they are probed in its place."""
-    by_rev = {e["revision"]: e for e in manifest["revisions"]}
-    have = set(analysed)
-    out = []
-    for r in analysed:
-        owner = (by_rev.get(r) or {}).get("duplicate_of")
-        if owner and owner not in have and owner not in out:
-            out.append(owner)
-    return out
-
-
 def refine_round(manifest: dict, stats: dict, *, round_no: int, coarse: list[str], previous: dict | None,
                  settings: dict) -> dict:
     """The record of refinement round ``round_no`` (refine/round{N}.json).
@@ -149,16 +136,10 @@ def refine_round(manifest: dict, stats: dict, *, round_no: int, coarse: list[str
     cfg = {**DEFAULTS, **(settings or {})}
     analysed = list(previous["analysed"] if previous else coarse)
     refined = list(previous["refined"] if previous else [])
-    owners = owners_missing(manifest, analysed)
-    pool = pool_of(manifest)
     budget_left = int(cfg["budget"]) - len(refined)
-    if owners:  # a duplicate's data are its owner's: probe the owner first, outside the budget
-        added, state = owners, {t: {"bracket": None, "status": "waiting", "split": None,
-                                    "note": "the owners of duplicated branches are probed first"}
-                                for t in cfg["transitions"]}
-    else:
-        added, state = plan_round(stats, pool, analysed, cfg["transitions"], cfg["resolution"], budget_left)
-        refined += added
+    added, state = plan_round(stats, pool_of(manifest), analysed, cfg["transitions"], cfg["resolution"],
+                              budget_left)
+    refined += added
     analysed += added
     steps = {e["revision"]: e["step"] for e in manifest["revisions"]}
     analysed.sort(key=lambda r: (steps.get(r, math.inf), r))

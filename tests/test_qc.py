@@ -147,6 +147,17 @@ def test_duplicate_weights_from_manifest_and_fingerprints(tmp_path):
     assert {"kind": "excluded", "reason": "duplicate weights", "revisions": ["step0", "step1", "step2"]} in issues
 
 
+def test_a_duplicate_in_the_manifest_and_in_the_fingerprints_is_one_issue():
+    # the resolver's duplicate_of and the weight fingerprints (from the same sha256) name one group
+    manifest = {"revisions": [{"revision": "step1000", "step": 1000, "duplicate_of": "step2000",
+                               "integrity": "duplicate of step2000"},
+                              {"revision": "step2000", "step": 2000}, {"revision": "step500", "step": 500}]}
+    fps = {"step500": "A", "step1000": "B", "step2000": "B"}
+    assert qc.duplicate_weights(manifest, fps, {}) == [
+        {"kind": "excluded", "reason": "duplicate weights", "revisions": ["step1000", "step2000"],
+         "details": {"step1000": "duplicate of step2000"}}]
+
+
 def test_step0_step1_alias_only_for_pythia():
     canon = qc.alias_canonical([("step0", 0), ("step1", 1)], pythia=False)
     assert qc.duplicate_weights(None, {"step0": "A", "step1": "A"}, canon)[0]["revisions"] == ["step0", "step1"]

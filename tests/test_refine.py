@@ -8,10 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from icl_probe.aggregate import analyse_model, restrict_manifest
+from icl_probe.aggregate import replay_refinement, restrict_manifest
 from icl_probe.config import ConfigError
-from icl_probe.io import read_json
-from icl_probe.refine import (bracket_status, owners_missing, plan_round, pool_of, refine_round,
+from icl_probe.refine import (bracket_status, plan_round, pool_of, refine_round,
                               resolve_selection, split_point, transition_bracket)
 from icl_probe.stats.model import induction_transition, settings
 from icl_probe.stats.synthetic import default_curves, write_model
@@ -84,12 +83,10 @@ def test_induction_transition_is_the_half_rise_and_needs_a_rise_above_noise():
     assert not noisy["defined"] and noisy["threshold"] == pytest.approx(1.0)
 
 
-def test_owners_of_analysed_duplicates_are_probed_first():
+def test_the_pool_leaves_out_duplicated_and_aliased_branches():
     manifest = {"revisions": [{"revision": "step1", "step": 1, "duplicate_of": "step8"},
                               {"revision": "step8", "step": 8, "duplicate_of": None},
                               {"revision": "step2", "step": 2, "alias_of": "step1", "duplicate_of": "step8"}]}
-    assert owners_missing(manifest, ["step1"]) == ["step8"]
-    assert owners_missing(manifest, ["step1", "step8"]) == []
     assert pool_of(manifest) == {"step8": 8}
 
 
@@ -112,20 +109,9 @@ PYTHIA_SCHEDULE = [0] + [2 ** k for k in range(10)] + list(range(1000, 143001, 1
 
 
 def _refine_to_the_end(tmp_path, coarse, cfg):
-    manifest_path = write_model(tmp_path, "syn", "m", steps=PYTHIA_SCHEDULE,
-                                curves=default_curves(PYTHIA_SCHEDULE), std=0.02)
-    manifest = read_json(manifest_path)
-    stats_cfg = settings({"bootstrap": 50})
-    previous, rounds = None, []
-    while previous is None or not previous["done"]:
-        analysed = previous["analysed"] if previous else coarse
-        stats = analyse_model(tmp_path, manifest, stats_cfg, revisions=analysed)[3]
-        previous = refine_round(manifest, stats, round_no=len(rounds) + 1, coarse=coarse, previous=previous,
-                                settings=cfg)
-        rounds.append(previous)
-    final = analyse_model(tmp_path, manifest, stats_cfg, revisions=previous["analysed"])[3]
-    dense = analyse_model(tmp_path, manifest, stats_cfg)[3]
-    return rounds, final, dense
+    write_model(tmp_path, "syn", "m", steps=PYTHIA_SCHEDULE, curves=default_curves(PYTHIA_SCHEDULE), std=0.02)
+    out = replay_refinement(tmp_path, {"bootstrap": 50}, coarse, cfg)
+    return out["rounds"], out["final"], out["dense"]
 
 
 def test_refinement_brackets_every_transition_by_adjacent_branches_like_the_dense_sweep(tmp_path):

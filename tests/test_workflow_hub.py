@@ -101,39 +101,44 @@ def test_the_7bs_real_early_branch_names_resolve_fetch_and_probe(hub_root, tmp_p
 @pytest.mark.slow
 def test_refinement_through_the_hub_resolves_the_range_skips_duplicates_and_downloads_only_what_it_probes(
         hub_root, tmp_path):
-    """pythia-s through the stand-in, a coarse pass holding step1000 (which serves step2000's
-    weights) and refinement on: the manifest lists every branch of the range, the duplicate's
-    owner is probed first, no round ever picks the duplicate, and only probed weights are fetched."""
+    """pythia-s through the stand-in, coarse [step0, step500, step5500], refinement on, and besides
+    the fixture's step1000 (serving step2000's weights) step1500 made to serve step5000's, right
+    where the first split of [500, 5500] falls (the log middle is 1658): the manifest lists every
+    branch of the range with both duplicates, no round picks one, and only probed weights are fetched."""
+    root = tmp_path / "hub"
+    shutil.copytree(hub_root, root, symlinks=True)
+    refs = root / "models--mini--pythia-s" / "refs"
+    (refs / "step1500").write_text((refs / "step5000").read_text())
     cfg = scenario_config("hub")
     cfg["suites"]["hubmini"]["models"] = {"pythia-s": {
-        "repo_id": "mini/pythia-s", "revisions": ["step0", "step500", "step1000", "step5500"],
-        "refine": {"transitions": ["half_max", "induction"], "budget": 6}}}
+        "repo_id": "mini/pythia-s", "revisions": ["step0", "step500", "step5500"],
+        "refine": {"transitions": ["half_max", "induction"], "budget": 8}}}
     workdir = tmp_path / "work"
-    requests = _run_against_hub(hub_root, cfg, workdir, tmp_path / "hf-home")
+    requests = _run_against_hub(root, cfg, workdir, tmp_path / "hf-home")
     model_dir = workdir / "results/hubmini/pythia-s"
     manifest = json.loads((model_dir / "manifest.json").read_text())
     dup = {e["revision"]: e["duplicate_of"] for e in manifest["revisions"]}
-    assert len(dup) == 21 and dup["step1000"] == "step2000"  # every branch of step0..step5500
-    assert sum(v is not None for v in dup.values()) == 1
+    assert len(dup) == 21  # every branch of step0..step5500
+    assert {r: d for r, d in dup.items() if d} == {"step1000": "step2000", "step1500": "step5000"}
     rounds = sorted(model_dir.glob("refine/round*.json"), key=lambda p: int(p.stem[5:]))
     records = [json.loads(p.read_text()) for p in rounds]
-    assert records[0]["added"] == ["step2000"]  # the owner first, outside the budget
-    assert records[0]["budget_used"] == 0
-    assert all("step1000" not in r["added"] for r in records)
+    added = [r for rec in records for r in rec["added"]]
+    assert added and not {"step1000", "step1500"} & set(added)
     last = records[-1]
-    assert last["done"] and last["budget_used"] <= 6
+    assert last["done"] and last["budget_used"] == len(added) <= 8
     steps = {e["revision"]: e["step"] for e in manifest["revisions"]}
     pool = [s for r, s in steps.items() if dup[r] is None]
-    for name, state in last["transitions"].items():
+    states = last["transitions"]
+    assert "adjacent" in {v["status"] for v in states.values()}, states
+    for name, state in states.items():
         assert state["status"] in ("adjacent", "undefined", "budget spent"), (name, state)
         if state["status"] == "adjacent":
             lo, hi = state["bracket"]
             assert not [s for s in pool if lo < s < hi], (name, state)
     stats = json.loads((model_dir / "stats.json").read_text())
-    assert stats["refinement"] == last
+    assert stats["refinement"] == last and not stats["excluded"]
     table = pd.read_csv(model_dir / "table.csv")
-    probed = [r for r in last["analysed"] if dup[r] is None]
-    assert sorted(table["revision"]) == sorted(probed)
+    assert sorted(table["revision"]) == sorted(last["analysed"])
     downloads = [path for method, path, *_ in requests if method == "GET" and "/resolve/" in path
                  and path.endswith("/model.safetensors")]
-    assert len(downloads) == len(probed)  # each probed checkpoint once; nothing else
+    assert len(downloads) == len(last["analysed"])  # each probed checkpoint once; nothing else

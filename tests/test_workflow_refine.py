@@ -3,7 +3,6 @@ refinement on, stopped in the middle of a round and run again, against the dense
 
 from __future__ import annotations
 
-import copy
 import os
 import signal
 import subprocess
@@ -11,11 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from icl_probe.io import read_json
 from icl_probe.minisuite.build import MODELS, branch_name, schedule
-from workflow_utils import REPO, env, mtimes, run_snakemake, snakemake_cmd, workdir_with_minisuite
+from icl_probe.aggregate import replay_refinement
+from icl_probe.refine import transition_bracket
+from icl_probe.stats.model import settings
+from workflow_utils import env, mtimes, run_snakemake, small_config, snakemake_cmd, workdir_with_minisuite
 
 pytestmark = pytest.mark.slow
 
@@ -24,14 +25,13 @@ pytestmark = pytest.mark.slow
 # schedules it takes bisection to about half of them: docs/refinement.md)
 COARSE = "log:4"
 REFINE = {"budget": 12, "transitions": ["half_max", "zero_crossing"]}
+MODELS_RUN = ("pythia-s", "olmo2-s")
 
 
 def refine_config() -> dict:
-    """The default config, each model swept coarsely (COARSE) with refinement on."""
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    cfg = copy.deepcopy(cfg)
-    for m in cfg["suites"]["mini"]["models"].values():
-        m["revisions"] = COARSE
+    """The mini-suite test scenario (small prompt sets) on two models, each swept coarsely
+    (COARSE) with refinement on."""
+    cfg = small_config(MODELS_RUN, COARSE)
     cfg["suites"]["mini"]["refine"] = REFINE
     return cfg
 
@@ -80,12 +80,12 @@ def refined_workflow(default_workflow, tmp_path_factory):
 
 def test_a_dry_run_before_any_result_shows_the_coarse_pass_and_says_refinement_follows(refined_workflow):
     _, left = refined_workflow
-    for model in MODELS:
+    for model in MODELS_RUN:
         assert f"mini/{model}: refinement follows the coarse pass of 4 checkpoints" in left["dry"]
     jobs = {line.split()[0]: int(line.split()[1]) for line in left["dry"].splitlines()
             if len(line.split()) == 2 and line.split()[1].isdigit()}
-    assert jobs["probe"] == 4 * len(MODELS)  # the coarse pass only
-    assert jobs["refine"] == len(MODELS)  # round 1 of each model: the DAG grows after it
+    assert jobs["probe"] == 4 * len(MODELS_RUN)  # the coarse pass only
+    assert jobs["refine"] == len(MODELS_RUN)  # round 1 of each model: the DAG grows after it
 
 
 def test_a_stopped_refinement_goes_on_without_recomputing_finished_checkpoints(refined_workflow):
@@ -103,41 +103,62 @@ def test_a_stopped_refinement_goes_on_without_recomputing_finished_checkpoints(r
     assert len(mtimes(workdir, "results/mini/*/refine/*.json")) > len(left["rounds"])
 
 
-def _dense_stats(default_workflow, model):
-    return read_json(default_workflow / "results/mini" / model / "stats.json")
-
-
-def test_every_transition_ends_bracketed_by_adjacent_branches_with_a_fraction_of_the_checkpoints(
-        refined_workflow, default_workflow):
+def test_the_run_ends_with_every_transition_bracketed_by_adjacent_branches(refined_workflow):
     workdir, _ = refined_workflow
-    used = dense = 0
-    for model, spec in MODELS.items():
+    adjacent = 0
+    for model in MODELS_RUN:
+        spec = MODELS[model]
         stats = read_json(workdir / "results/mini" / model / "stats.json")
         ref = stats["refinement"]
         steps = schedule(spec.final_step, spec.interval)
         assert ref["done"] and ref["n_dense"] == len(steps)
-        assert ref["analysed"] == [branch_name(model, s) for s in steps if branch_name(model, s) in ref["analysed"]]
+        names = [branch_name(model, s) for s in steps]
+        assert ref["analysed"] == [n for n in names if n in ref["analysed"]]  # ordered by step
         for name, state in ref["transitions"].items():
-            if state["status"] == "undefined":  # then the dense sweep has no such transition either
-                from icl_probe.refine import transition_bracket
-
-                assert transition_bracket(_dense_stats(default_workflow, model), name)[0] is None, (model, name)
+            if state["status"] == "undefined":
+                assert transition_bracket(stats, name)[0] is None, (model, name)
                 continue
             assert state["status"] == "adjacent", (model, name, state)
             lo, hi = state["bracket"]
             assert steps.index(hi) == steps.index(lo) + 1, (model, name, state)
+            adjacent += 1
+        table = (workdir / "results/mini" / model / "table.csv").read_text().splitlines()
+        assert len(table) - 1 == ref["n_checkpoints"] < len(steps)
+    assert adjacent >= 1
+
+
+@pytest.fixture(scope="module")
+def replayed(default_workflow):
+    """Refinement replayed on the dense default run's results (``replay_refinement``, as in
+    benchmarks/refine_savings.py: the rounds' own decisions, reading the dense run's
+    per-checkpoint results instead of probing), from COARSE; per model, with the dense
+    sweep's statistics."""
+    results = default_workflow / "results"
+    cfg = settings(read_json(results / "settings" / "stats.json"))
+    return {m: replay_refinement(results / "mini" / m, cfg, COARSE, REFINE) for m in MODELS}
+
+
+def test_on_the_dense_runs_results_refinement_needs_at_most_40_percent_of_the_checkpoints(replayed):
+    used = dense = 0
+    for model, out in replayed.items():
+        ref = out["record"]
+        steps = schedule(MODELS[model].final_step, MODELS[model].interval)
+        for name, state in ref["transitions"].items():
+            if state["status"] == "undefined":  # then the dense sweep has no such transition either
+                assert transition_bracket(out["dense"], name)[0] is None, (model, name)
+                continue
+            assert state["status"] == "adjacent", (model, name, state)
+            assert state["bracket"] == transition_bracket(out["dense"], name)[0], (model, name)
+            assert steps.index(state["bracket"][1]) == steps.index(state["bracket"][0]) + 1
         used += ref["n_checkpoints"]
         dense += ref["n_dense"]
-        table = (workdir / "results/mini" / model / "table.csv").read_text().splitlines()
-        assert len(table) - 1 == ref["n_checkpoints"]
+    assert dense == sum(len(schedule(m.final_step, m.interval)) for m in MODELS.values())
     assert used <= 0.4 * dense, f"{used} of {dense} checkpoints"
 
 
-def test_the_refined_half_max_step_equals_the_dense_sweeps(refined_workflow, default_workflow):
-    workdir, _ = refined_workflow
-    for model in MODELS:
-        st = read_json(workdir / "results/mini" / model / "stats.json")["statistics"]
-        dense = _dense_stats(default_workflow, model)["statistics"]
+def test_the_refined_half_max_step_equals_the_dense_sweeps(replayed):
+    for model, out in replayed.items():
+        st, dense = out["final"]["statistics"], out["dense"]["statistics"]
         assert st["half_max_step"] == dense["half_max_step"], model
         assert st["half_max_bracket"] == dense["half_max_bracket"], model
         # the level is half the peak over the checkpoints analysed, which a subset can only
@@ -145,3 +166,11 @@ def test_the_refined_half_max_step_equals_the_dense_sweeps(refined_workflow, def
         assert st["peak_er"] <= dense["peak_er"], model
         if st["peak_step"] == dense["peak_step"]:
             assert st["half_max_step_interp"] == pytest.approx(dense["half_max_step_interp"], rel=1e-9), model
+
+
+def test_a_finished_refinement_is_up_to_date_and_says_nothing_more(refined_workflow):
+    workdir, _ = refined_workflow
+    dry = run_snakemake(workdir, "-n")
+    out = dry.stdout + dry.stderr
+    assert "Nothing to be done" in out
+    assert "refinement follows" not in out and "refinement round" not in out

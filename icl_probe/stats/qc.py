@@ -172,7 +172,9 @@ def duplicate_weights(manifest: dict | None, fingerprints: dict[str, str], canon
         by_fp[fp].add(rev)
     for revs in by_fp.values():
         if len({c(r) for r in revs}) >= 2:
-            groups[(sorted(revs)[0], False)].update(revs)
+            # the manifest's group of these revisions, if it has one: one issue per group
+            key = next((k for k, g in groups.items() if not k[1] and g & revs), (sorted(revs)[0], False))
+            groups[key].update(revs)
     out = []
     for (_, corrupt), revs in sorted(groups.items(), key=lambda kv: (kv[0][1], sorted(kv[1]))):
         said = {r: details[r] for r in sorted(revs, key=revision_order) if r in details
