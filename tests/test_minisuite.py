@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,7 +142,7 @@ def _interior_fall(losses: list[float]) -> tuple[float, int, int]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(mb.MODELS))
+@pytest.mark.parametrize("name", mb.RESEARCH_MODELS)
 def test_built_suite_loads_by_revision_and_shows_emergence(default_workflow, name):
     """From the mini-suite the default workflow built: every branch loads through
     from_pretrained(revision=...), and each model's held-out induction loss falls by at
@@ -230,3 +231,14 @@ def test_build_is_deterministic_and_atomic(tmp_path, monkeypatch):
 
     with pytest.raises(SystemExit):
         mb.main(["--model", "nope", "--cache-dir", str(tmp_path)])
+
+
+def test_the_emergence_test_covers_exactly_the_default_runs_models():
+    """RESEARCH_MODELS (whose emergence is asserted above) are the models config.yaml analyses;
+    the smoke-test model is in the suite but not in either."""
+    import yaml
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    default = [m["repo_id"].split("/", 1)[1] for m in cfg["suites"]["mini"]["models"].values()]
+    assert sorted(default) == sorted(mb.RESEARCH_MODELS)
+    assert set(mb.RESEARCH_MODELS) < set(mb.MODELS) and "pythia-xs" not in mb.RESEARCH_MODELS

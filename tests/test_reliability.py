@@ -12,6 +12,7 @@ import subprocess
 import time
 
 import pytest
+import yaml
 
 from icl_probe.probes.registry import BUILTIN
 from workflow_utils import env, mtimes, run_snakemake, small_config, snakemake_cmd, workdir_with_minisuite
@@ -108,22 +109,27 @@ def test_two_runs_of_one_config_give_identical_results(resumed_run, minisuite_sc
 
 
 @pytest.mark.slow
-def test_damaged_minisuite_checkpoint_is_named_and_the_advised_fix_works(default_workflow, tmp_path):
+def test_damaged_minisuite_checkpoint_is_named_and_the_advised_fix_works(tmp_path):
     """A truncated weight file stops its probe job with a message naming the file and the folder
-    to delete; doing what it says (delete, run again) rebuilds the model and finishes the sweep."""
-    workdir = workdir_with_minisuite(tmp_path / "w", default_workflow, small_config(models=("pythia-s",),
-                                                                                    revisions="log:2"))
-    repo = workdir / "resources" / "minisuite" / "hub" / "models--mini--pythia-s"
+    to delete; doing what it says (delete, run again) rebuilds the model and finishes the sweep.
+    (The smoke-test model, which builds in seconds: the build is run twice.)"""
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    (workdir / "config.yaml").write_text(yaml.safe_dump(small_config(models=("pythia-xs",), revisions="log:2"),
+                                                        sort_keys=False))
+    folder = "resources/minisuite/hub/models--mini--pythia-xs"
+    run_snakemake(workdir, "--cores", "2", folder)  # the build alone
+    repo = workdir / folder
     blob = (repo / "snapshots" / (repo / "refs" / "main").read_text() / "model.safetensors").resolve()
     size = blob.stat().st_size
     with open(blob, "r+b") as f:
         f.truncate(size // 2)
     failed = run_snakemake(workdir, "--cores", "2", check=False)
     assert failed.returncode != 0
-    log = (workdir / "logs" / "mini" / "pythia-s").glob("*/probe.log")
+    log = (workdir / "logs" / "mini" / "pythia-xs").glob("*/probe.log")
     messages = "".join(p.read_text() for p in log)
     assert "model.safetensors is truncated" in messages
-    assert "models--mini--pythia-s and run the workflow again" in messages
+    assert "models--mini--pythia-xs and run the workflow again" in messages
     assert "Traceback" not in messages
     shutil.rmtree(repo)  # what the message says to do
     run_snakemake(workdir, "--cores", "2")

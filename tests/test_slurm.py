@@ -36,7 +36,7 @@ SLURM_DIR = REPO / "tests" / "slurm"
 PLUGIN = "snakemake-executor-plugin-slurm>=2,<3"
 # the rest (settings, resolve, prompts, aggregate, figures) are localrules: they run in the snakemake process
 RULES_ON_SLURM = {"build_minisuite", "probe"}
-MODEL_DIR = Path("results") / "mini" / "pythia-s"
+MODEL_DIR = Path("results") / "mini" / "pythia-xs"
 IGNORED_KEYS = {"timing", "provenance"}
 
 pytestmark = pytest.mark.slow

@@ -87,7 +87,14 @@ MODELS: dict[str, MiniModel] = {
                           final_step=5000, decay_frac=0.2),
     "olmo2-s": MiniModel("mini/olmo2-s", "olmo2", "olmo2", n_layer=2, d_model=64, n_head=2,
                          final_step=4500, decay_frac=0.4),
+    # a smoke-test model: builds in seconds, for runs that exercise the workflow (a Slurm
+    # submission, a damaged file and its rebuild) rather than the science; 200 steps are far
+    # too few for induction heads, so no emergence is expected of it
+    "pythia-xs": MiniModel("mini/pythia-xs", "pythia", "gpt_neox", n_layer=2, d_model=32, n_head=1,
+                           final_step=200, interval=50, warmup=20),
 }
+# the models whose recipes are tuned to show emergence (the default run analyses these)
+RESEARCH_MODELS = ("pythia-s", "pythia-m", "olmo2-s")
 
 FILES = ("config.json", "generation_config.json", "model.safetensors",
          "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
