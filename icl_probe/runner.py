@@ -152,7 +152,8 @@ def run_probe(lens: Lens, probe: str, prompts: dict, settings: dict, *, pad_id: 
     inputs = [{k: d[k] for k in p.prompt_axes} for d in per_seed]
     return summarise(p.metric, inputs, p.prompt_axes, scalars=p.scalars, per_layer=p.per_layer,
                      per_head=p.per_head, n_boot=int(settings.get("bootstrap", 1000)), rng_seed=BOOTSTRAP_SEED,
-                     fixed=p.fixed(p.with_defaults(settings.get(probe))), per_prompt=p.per_prompt)
+                     fixed=p.fixed(p.with_defaults(settings.get(probe))), per_prompt=p.per_prompt,
+                     batched=p.batched)
 
 
 # --------------------------------------------------------------------- the checkpoint

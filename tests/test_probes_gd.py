@@ -142,3 +142,54 @@ def test_per_prompt_sign_agreement_skips_zero_moves():
     y_flat = np.tile(y_hat[:1], (4, 1))  # no layer moves anywhere: 0 / 0, as the metric's NaN
     num, den = per_prompt(y_flat, y_star, np.zeros((2, 2)))["sign_agreement"]
     assert den.sum() == 0 and np.isnan(gd_metrics(y_flat, y_star, np.zeros((2, 2)))["sign_agreement"])
+
+
+def _edge_case_inputs(rng, n_l=4, n_p=12, k=5):
+    """Random readouts plus the cases that take the NaN branches: a prompt solved exactly at
+    every layer (abs r below the log floor), prompts the layers never move, and equal x."""
+    y_star = rng.integers(0, 10, size=n_p).astype(float)
+    y_hat = y_star + rng.normal(0, 2, size=(n_l, n_p)) * np.linspace(1, 0.3, n_l)[:, None]
+    y_hat[:, 0] = y_star[0]            # exact at every layer
+    y_hat[:, 1] = y_hat[0, 1]          # never moves
+    y_hat[1:3, 2] = y_hat[0, 2]        # moves only at the last layer
+    x_ctx = rng.integers(0, 5, size=(n_p, k)).astype(float)
+    x_ctx[3] = 2.0
+    return {"y_hat": y_hat, "y_star": y_star, "x_ctx": x_ctx}
+
+
+def test_the_batched_metric_equals_one_call_per_resample():
+    """gd_metrics over B resamples at once (the bootstrap's path) gives, per resample, what a
+    call on that resample alone gives, NaN where that gives NaN; including resamples made only
+    of prompts with no spread (every fit undefined)."""
+    rng = np.random.default_rng(3)
+    inputs = _edge_case_inputs(rng)
+    idx = rng.integers(0, 12, size=(40, 12))
+    idx[0] = 0  # only the exactly solved prompt: no spread anywhere
+    idx[1] = 1  # only the prompt that never moves
+    idx[2, :6], idx[2, 6:] = 0, 1
+    batched = gd_metrics(y_hat=np.moveaxis(inputs["y_hat"][:, idx], 1, 0), y_star=inputs["y_star"][idx],
+                         x_ctx=inputs["x_ctx"][idx])
+    for b, i in enumerate(idx):
+        one = gd_metrics(y_hat=inputs["y_hat"][:, i], y_star=inputs["y_star"][i], x_ctx=inputs["x_ctx"][i])
+        for name in SCALARS:
+            assert batched[name].shape == (len(idx),)
+            assert batched[name][b] == pytest.approx(one[name], rel=1e-9, abs=1e-12, nan_ok=True), (b, name)
+        np.testing.assert_allclose(batched["mean_err"][b], one["mean_err"], rtol=1e-12)
+    assert np.isnan(batched["slope_alpha"][0]) and np.isnan(batched["depth_rho"][1])
+    assert np.isfinite(batched["slope_alpha"][3:]).all()
+
+
+def test_the_batched_bootstrap_gives_the_same_intervals_as_the_loop(monkeypatch):
+    """summarise with batched=True (chunks of resamples) and batched=False (one call each) draw
+    the same resamples and report the same intervals."""
+    from icl_probe.probes import common
+
+    monkeypatch.setattr(common, "BATCH_BYTES", 20_000)  # several chunks of resamples (last one short)
+    rng = np.random.default_rng(4)
+    seeds = [_edge_case_inputs(rng) for _ in range(2)]
+    kw = dict(scalars=SCALARS, per_layer=("mean_err",), n_boot=150, rng_seed=7)
+    looped = summarise(gd_metrics, seeds, PROMPT_AXES, **kw)
+    fast = summarise(gd_metrics, seeds, PROMPT_AXES, batched=True, **kw)
+    for name in SCALARS:
+        assert fast["scalars"][f"{name}_ci"] == pytest.approx(looped["scalars"][f"{name}_ci"], rel=1e-9, abs=1e-12)
+        assert fast["scalars"][name] == looped["scalars"][name]

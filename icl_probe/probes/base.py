@@ -96,6 +96,9 @@ class Probe:
     passes          the model passes it needs (:class:`Pass`), run once per job however many
                     probes need them
     metric          pure ``f(**arrays of one seed, **fixed) -> {name: value}``
+    batched         True when ``metric`` also takes a leading resample axis ``[B, ...]`` on every
+                    input with a prompt axis (the others as they are) and then returns each scalar
+                    as ``[B]``: the bootstrap then evaluates its resamples in chunks, not one by one
     prompt_axes     the prompt axis of each metric input (None: not resampled by the bootstrap)
     scalars, per_layer, per_head
                     the outputs: scalars (table columns, with _std and _ci), per-layer
@@ -125,6 +128,7 @@ class Probe:
     check_settings: Callable[[dict], str | None] | None = None
     check_tokenizer: Callable[[dict, Any], str | None] | None = None
     rng_stream: int | None = None
+    batched: bool = False
 
     @property
     def stream(self) -> int:

@@ -18,30 +18,48 @@ from typing import Callable, Sequence
 import numpy as np
 
 
-def _spread_floor(v: np.ndarray) -> float:
-    """Sum of squares below which ``v`` counts as constant (rounding noise only)."""
-    scale = max(1.0, float(np.abs(v).max()))
-    return v.size * (1e-12 * scale) ** 2
+def _spread_floor(v: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Sum of squares below which ``v [..., N]`` counts as constant (rounding noise only), per row
+    (over the entries ``mask`` keeps)."""
+    a = np.abs(v) if mask is None else np.where(mask, np.abs(v), 0.0)
+    n = v.shape[-1] if mask is None else mask.sum(axis=-1)
+    scale = np.maximum(1.0, a.max(axis=-1, initial=0.0))
+    return n * (1e-12 * scale) ** 2
+
+
+def ols_rows(x: np.ndarray, y: np.ndarray, mask: np.ndarray | None = None):
+    """:func:`ols` of each row: ``x, y [..., N]`` (``mask [..., N]``: the points each fit uses)
+    -> (slope, intercept, r, r2), each ``[...]``, NaN where :func:`ols` gives NaN."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    x, y = np.broadcast_arrays(x, y)
+    w = np.ones(x.shape) if mask is None else np.broadcast_to(mask, x.shape).astype(np.float64)
+    n = w.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx = (w * x).sum(axis=-1) / n
+        my = (w * y).sum(axis=-1) / n
+        xc = (x - mx[..., None]) * w
+        yc = (y - my[..., None]) * w
+        sxx, syy, sxy = (xc * xc).sum(axis=-1), (yc * yc).sum(axis=-1), (xc * yc).sum(axis=-1)
+        m = None if mask is None else w > 0
+        ok = (n >= 2) & (sxx > _spread_floor(x, m))
+        slope = np.where(ok, sxy / sxx, np.nan)
+        intercept = np.where(ok, my - slope * mx, np.nan)
+        r = np.where(ok & (syy > _spread_floor(y, m)), sxy / np.sqrt(sxx * syy), np.nan)
+    return slope, intercept, r, r * r
 
 
 def ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
     """Least squares ``y ~ slope * x + intercept``; returns (slope, intercept, r, r2).
 
-    ``x, y [N]``. NaN everywhere when x has no spread; r (Pearson) is NaN when y has none
-    (spread below rounding noise, 1e-12 relative, counts as none).
+    ``x, y [N]`` (other shapes are flattened). NaN everywhere when x has no spread; r (Pearson)
+    is NaN when y has none (spread below rounding noise, 1e-12 relative, counts as none).
     """
     x = np.asarray(x, dtype=np.float64).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()
     if x.size < 2:
         return (np.nan,) * 4
-    xc, yc = x - x.mean(), y - y.mean()
-    sxx, syy, sxy = float(xc @ xc), float(yc @ yc), float(xc @ yc)
-    if sxx <= _spread_floor(x):
-        return (np.nan,) * 4
-    slope = sxy / sxx
-    intercept = float(y.mean() - slope * x.mean())
-    r = sxy / np.sqrt(sxx * syy) if syy > _spread_floor(y) else np.nan
-    return float(slope), intercept, float(r), float(r * r)
+    return tuple(float(v) for v in ols_rows(x, y))
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
@@ -51,16 +69,14 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float:
 
 def rankdata(a: np.ndarray) -> np.ndarray:
     """Average ranks (1-based) of ``a [N]``, ties sharing their mean rank."""
-    a = np.asarray(a, dtype=np.float64)
-    order = np.argsort(a, kind="mergesort")
-    sorted_a = a[order]
-    boundaries = np.flatnonzero(np.diff(sorted_a)) + 1
-    starts = np.concatenate([[0], boundaries])
-    ends = np.concatenate([boundaries, [a.size]])
-    avg = (starts + ends + 1) / 2.0  # mean of ranks start+1 .. end
-    ranks = np.empty(a.size)
-    ranks[order] = np.repeat(avg, ends - starts)
-    return ranks
+    return rankdata_rows(np.ravel(a))
+
+
+def rankdata_rows(a: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based) along the last axis of ``a [..., N]``, ties sharing their mean rank."""
+    from scipy.stats import rankdata as scipy_rankdata
+
+    return scipy_rankdata(np.asarray(a, dtype=np.float64), method="average", axis=-1)
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -96,6 +112,7 @@ def summarise(
     rng_seed: int = 0,
     fixed: dict | None = None,
     per_prompt: Callable[..., dict] | None = None,
+    batched: bool = False,
 ) -> dict:
     """Aggregate ``metric_fn`` over seeds with a bootstrap over prompts.
 
@@ -105,7 +122,8 @@ def summarise(
     "per_seed": {name: [S]}, "per_layer": {name: [..]}, "per_head": {name: [[..]]}}``
     where per-layer and per-head arrays are means over seeds. With ``per_prompt`` (a probe's
     function of the same keyword arrays and ``fixed``) the result also has ``"per_prompt"``
-    (:func:`per_prompt_values`).
+    (:func:`per_prompt_values`). ``batched``: ``metric_fn`` takes a leading resample axis
+    (:attr:`icl_probe.probes.base.Probe.batched`); the values are the same as one call per resample.
     """
     fixed = dict(fixed or {})
     results = [metric_fn(**inputs, **fixed) for inputs in per_seed_inputs]
@@ -118,21 +136,11 @@ def summarise(
 
     boot = np.full((int(n_boot), len(scalars)), np.nan)
     if n_boot > 0:
-        rng = np.random.default_rng(int(rng_seed))
-        sizes = []
-        for inputs in per_seed_inputs:
-            lens = {np.shape(inputs[k])[a] for k, a in prompt_axes.items() if a is not None}
-            if len(lens) != 1:
-                raise ValueError(f"inputs disagree on the number of prompts: {sorted(lens)}")
-            sizes.append(lens.pop())
-        for b in range(int(n_boot)):
-            vals = np.empty((len(per_seed_inputs), len(scalars)))
-            for s, inputs in enumerate(per_seed_inputs):
-                idx = rng.integers(0, sizes[s], size=sizes[s])
-                res = metric_fn(**{k: _take(np.asarray(v), idx, prompt_axes.get(k)) for k, v in inputs.items()},
-                                **fixed)
-                vals[s] = [np.nan if res[n] is None else res[n] for n in scalars]
-            boot[b] = _nanmean(vals, axis=0)
+        draws = bootstrap_indices(per_seed_inputs, prompt_axes, int(n_boot), int(rng_seed))
+        per_seed_boot = np.stack([
+            _resampled_values(metric_fn, inputs, prompt_axes, idx, scalars, fixed, batched)
+            for inputs, idx in zip(per_seed_inputs, draws)])  # [S, B, scalars]
+        boot = _nanmean(per_seed_boot, axis=0)
     for j, n in enumerate(scalars):
         col = boot[:, j]
         col = col[np.isfinite(col)]
@@ -176,4 +184,54 @@ def per_prompt_values(per_prompt: Callable[..., dict], per_seed_inputs: Sequence
                 (np.ones_like(v) if d is None else np.asarray(d, dtype=np.float64).ravel()).tolist()
                 for v, d in zip(nums, dens)],
         }
+    return out
+
+
+BATCH_BYTES = 32 << 20  # resampled inputs held at once by a batched metric (per chunk)
+
+
+def bootstrap_indices(per_seed_inputs: Sequence[dict], prompt_axes: dict[str, int | None],
+                      n_boot: int, rng_seed: int) -> list[np.ndarray]:
+    """Per seed, the prompt indices ``[n_boot, P_s]`` of every resample (with replacement).
+
+    One generator seeded ``rng_seed`` draws resample b of seed 0, of seed 1, .., then resample b+1:
+    the draws do not depend on how the metric is evaluated."""
+    sizes = []
+    for inputs in per_seed_inputs:
+        lens = {np.shape(inputs[k])[a] for k, a in prompt_axes.items() if a is not None}
+        if len(lens) != 1:
+            raise ValueError(f"inputs disagree on the number of prompts: {sorted(lens)}")
+        sizes.append(lens.pop())
+    rng = np.random.default_rng(rng_seed)
+    draws = [np.empty((n_boot, n), dtype=np.int64) for n in sizes]
+    for b in range(n_boot):
+        for s, n in enumerate(sizes):
+            draws[s][b] = rng.integers(0, n, size=n)
+    return draws
+
+
+def _scalar_row(res: dict, scalars: Sequence[str]) -> list[float]:
+    return [np.nan if res[n] is None else res[n] for n in scalars]
+
+
+def _resampled_values(metric_fn, inputs: dict, prompt_axes: dict[str, int | None], idx: np.ndarray,
+                      scalars: Sequence[str], fixed: dict, batched: bool) -> np.ndarray:
+    """``[B, len(scalars)]``: the metric on each resample ``idx[b]`` of one seed's prompts."""
+    arrays = {k: np.asarray(v) for k, v in inputs.items()}
+    if not batched:
+        return np.array([
+            _scalar_row(metric_fn(**{k: _take(v, i, prompt_axes.get(k)) for k, v in arrays.items()}, **fixed),
+                        scalars) for i in idx], dtype=np.float64).reshape(len(idx), len(scalars))
+    resampled = {k: v for k, v in arrays.items() if prompt_axes.get(k) is not None}
+    per_resample = sum(v.nbytes for v in resampled.values())
+    chunk = max(1, int(BATCH_BYTES // max(1, per_resample)))
+    out = np.empty((len(idx), len(scalars)))
+    for start in range(0, len(idx), chunk):
+        part = idx[start:start + chunk]
+        args = {k: (np.moveaxis(np.take(v, part, axis=prompt_axes[k]), prompt_axes[k], 0)
+                    if k in resampled else v) for k, v in arrays.items()}
+        res = metric_fn(**args, **fixed)
+        out[start:start + len(part)] = np.stack(
+            [np.full(len(part), np.nan) if res[n] is None else np.asarray(res[n], dtype=np.float64)
+             for n in scalars], axis=-1)
     return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from icl_probe.probes.base import Pass, Probe, concat_sets, prompt_input_ids, split_seeds
-from icl_probe.probes.common import ols, pearson, spearman
+from icl_probe.probes.common import ols_rows, rankdata_rows
 
 SCALARS = ("mean_err_embed", "mean_err_final", "error_reduction", "slope_alpha", "intercept", "r", "r2",
            "sign_agreement", "depth_rho", "rho_pred", "rho_obs", "rate_rel_error", "contracting_frac",
@@ -32,13 +32,13 @@ def expected_digit(digit_logits: np.ndarray) -> np.ndarray:
 def _per_prompt_log_slopes(abs_r: np.ndarray) -> np.ndarray:
     """OLS slope of log abs(r[l, p]) on l for each prompt, skipping abs(r) < 1e-6.
 
-    ``abs_r [L+1, P] -> [P]``; NaN where fewer than two layers remain.
+    ``abs_r [..., L+1, P] -> [..., P]``; NaN where fewer than two layers remain.
     """
-    l = np.arange(abs_r.shape[0], dtype=np.float64)[:, None]
+    l = np.arange(abs_r.shape[-2], dtype=np.float64)[:, None]
     m = abs_r >= LOG_FLOOR
     y = np.where(m, np.log(np.where(m, abs_r, 1.0)), 0.0)
-    n, sl, sy = m.sum(0), (l * m).sum(0), y.sum(0)
-    sll, sly = (l * l * m).sum(0), (l * y).sum(0)
+    n, sl, sy = m.sum(-2), (l * m).sum(-2), y.sum(-2)
+    sll, sly = (l * l * m).sum(-2), (l * y).sum(-2)
     den = n * sll - sl * sl
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where((n >= 2) & (den > 0), (n * sly - sl * sy) / den, np.nan)
@@ -49,37 +49,49 @@ def gd_metrics(y_hat: np.ndarray, y_star: np.ndarray, x_ctx: np.ndarray) -> dict
 
     y_hat ``[L+1, P]`` expected digit per layer (l = 0 embedding, L last block) and prompt;
     y_star ``[P]`` exact least-squares answer a*x_q + b; x_ctx ``[P, k]`` in-context x.
-    Returns scalars (float, NaN when undefined) and ``mean_err [L+1]``.
+    Returns scalars (float, NaN when undefined) and ``mean_err [L+1]``. With a leading resample
+    axis on every input (``[B, L+1, P]``, ``[B, P]``, ``[B, P, k]``) every value gains it: the
+    bootstrap evaluates all its resamples in one call (``Probe.batched``).
     """
     y_hat = np.asarray(y_hat, dtype=np.float64)
     y_star = np.asarray(y_star, dtype=np.float64)
     x_ctx = np.asarray(x_ctx, dtype=np.float64)
-    n_l = y_hat.shape[0]
-    r = y_star[None, :] - y_hat  # [L+1, P]
+    lead = y_star.shape[:-1]  # () for one seed, (B,) for resamples
+    n_l, n_p = y_hat.shape[-2:]
+    r = y_star[..., None, :] - y_hat  # [..., L+1, P]
     abs_r = np.abs(r)
-    mean_err = abs_r.mean(axis=1)
-    dy = np.diff(y_hat, axis=0)  # [L, P]
-    r_in = r[:-1]
-    slope, intercept, corr, r2 = ols(r_in, dy)
+    mean_err = abs_r.mean(axis=-1)
+    dy = np.diff(y_hat, axis=-2)  # [..., L, P]
+    r_in = r[..., :-1, :]
+
+    def pooled(a):  # layers x prompts as one sample
+        return a.reshape(lead + (-1,))
+
+    slope, intercept, corr, r2 = ols_rows(pooled(r_in), pooled(dy))
     moved = dy != 0
-    sign_agreement = float(np.mean(np.sign(dy[moved]) == np.sign(r_in[moved]))) if moved.any() else np.nan
-    layer = np.broadcast_to(np.arange(n_l, dtype=np.float64)[:, None], r.shape)
-    depth_rho = spearman(layer, -abs_r)
-    keep = abs_r >= LOG_FLOOR
-    s_obs = ols(layer[keep], np.log(abs_r[keep]))[0] if keep.sum() >= 2 else np.nan
-    rho_pred = 1.0 - slope
-    rho_obs = float(np.exp(s_obs))
+    n_moved = pooled(moved).sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        rate_rel_error = float(abs(rho_pred - rho_obs) / rho_obs)
+        sign_agreement = np.where(n_moved > 0, pooled(moved & (np.sign(dy) == np.sign(r_in))).sum(axis=-1)
+                                  / n_moved, np.nan)
+    layer = np.broadcast_to(np.arange(n_l, dtype=np.float64)[:, None], (n_l, n_p))
+    depth_rho = ols_rows(rankdata_rows(layer.ravel()), rankdata_rows(pooled(-abs_r)))[2]
+    keep = abs_r >= LOG_FLOOR
+    log_abs = np.log(np.where(keep, abs_r, 1.0))
+    s_obs = ols_rows(np.broadcast_to(layer, abs_r.shape).reshape(lead + (-1,)), pooled(log_abs),
+                     mask=pooled(keep))[0]
+    rho_pred = 1.0 - slope
+    rho_obs = np.exp(s_obs)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate_rel_error = np.abs(rho_pred - rho_obs) / rho_obs
     rho_p = np.exp(_per_prompt_log_slopes(abs_r))
-    a_p = (x_ctx ** 2).sum(axis=1)
+    a_p = (x_ctx ** 2).sum(axis=-1)
     ok = np.isfinite(rho_p)
-    curvature_corr = pearson(a_p[ok], rho_p[ok]) if ok.sum() >= 2 else np.nan
-    return {
+    curvature_corr = ols_rows(a_p, np.where(ok, rho_p, 0.0), mask=ok)[2]
+    out = {
         "mean_err": mean_err,
-        "mean_err_embed": float(mean_err[0]),
-        "mean_err_final": float(mean_err[-1]),
-        "error_reduction": float(mean_err[0] - mean_err[-1]),
+        "mean_err_embed": mean_err[..., 0],
+        "mean_err_final": mean_err[..., -1],
+        "error_reduction": mean_err[..., 0] - mean_err[..., -1],
         "slope_alpha": slope,
         "intercept": intercept,
         "r": corr,
@@ -89,9 +101,12 @@ def gd_metrics(y_hat: np.ndarray, y_star: np.ndarray, x_ctx: np.ndarray) -> dict
         "rho_pred": rho_pred,
         "rho_obs": rho_obs,
         "rate_rel_error": rate_rel_error,
-        "contracting_frac": float(np.mean(abs_r[-1] < abs_r[0])),
+        "contracting_frac": (abs_r[..., -1, :] < abs_r[..., 0, :]).mean(axis=-1),
         "curvature_corr": curvature_corr,
     }
+    if not lead:
+        out = {k: (v if k in PER_LAYER else float(v)) for k, v in out.items()}
+    return out
 
 
 def per_prompt(y_hat: np.ndarray, y_star: np.ndarray, x_ctx: np.ndarray) -> dict:
@@ -232,7 +247,8 @@ PROBE = Probe(
     build_prompts=build_prompts,
     sequences=prompt_input_ids,
     passes=(Pass("gd_readout", collect, prompts="gd_readout", layers="all", positions="last"),),
-    metric=gd_metrics, scalars=SCALARS, per_layer=PER_LAYER, prompt_axes=PROMPT_AXES, per_prompt=per_prompt,
+    metric=gd_metrics, batched=True, scalars=SCALARS, per_layer=PER_LAYER, prompt_axes=PROMPT_AXES,
+    per_prompt=per_prompt,
     check_tokenizer=check_tokenizer,
     rng_stream=1,
 )
