@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from icl_probe.probes.common import ols, rankdata, spearman, summarise
+from icl_probe.probes.common import ols, rankdata, rankdata_rows, spearman, summarise
 
 
 def test_ols_against_polyfit():
@@ -21,6 +21,13 @@ def test_rank_and_spearman_against_scipy():
     rng = np.random.default_rng(1)
     x, y = rng.integers(0, 4, 40), rng.normal(size=40)
     assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic)
+
+
+def test_row_ranks_equal_scipys_on_every_row_with_ties():
+    rng = np.random.default_rng(2)
+    for a in (rng.integers(0, 4, size=(30, 17)).astype(float), rng.normal(size=(2, 3, 50)),
+              np.zeros((4, 6)), np.array([5.0])):
+        np.testing.assert_array_equal(rankdata_rows(a), stats.rankdata(a, axis=-1))
 
 
 def _mean_metric(v, w):

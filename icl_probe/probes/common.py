@@ -74,9 +74,20 @@ def rankdata(a: np.ndarray) -> np.ndarray:
 
 def rankdata_rows(a: np.ndarray) -> np.ndarray:
     """Average ranks (1-based) along the last axis of ``a [..., N]``, ties sharing their mean rank."""
-    from scipy.stats import rankdata as scipy_rankdata
-
-    return scipy_rankdata(np.asarray(a, dtype=np.float64), method="average", axis=-1)
+    a = np.asarray(a, dtype=np.float64)
+    n = a.shape[-1]
+    order = np.argsort(a, axis=-1, kind="mergesort")
+    v = np.take_along_axis(a, order, axis=-1)
+    pos = np.broadcast_to(np.arange(n), a.shape)
+    starts = np.ones(a.shape, dtype=bool)
+    starts[..., 1:] = v[..., 1:] != v[..., :-1]
+    ends = np.ones(a.shape, dtype=bool)
+    ends[..., :-1] = starts[..., 1:]
+    first = np.maximum.accumulate(np.where(starts, pos, 0), axis=-1)  # first position of the tie group
+    last = np.flip(np.minimum.accumulate(np.flip(np.where(ends, pos, n - 1), axis=-1), axis=-1), axis=-1)
+    ranks = np.empty(a.shape)
+    np.put_along_axis(ranks, order, (first + last) / 2.0 + 1.0, axis=-1)
+    return ranks
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
