@@ -270,3 +270,18 @@ def test_a_live_build_and_another_hosts_build_are_not_removed(tmp_path):
     removed = remove_stale_builds(tmp_path, "models--mini--x", log=lambda *a: None)
     assert sorted(p.name[len(prefix):] for p in removed) == sorted([names["dead"], names["old_format"]])
     assert sorted(p.name[len(prefix):] for p in tmp_path.iterdir()) == sorted([names["live"], names["other_host"]])
+
+
+def test_the_command_exits_quickly_yet_runs_the_exit_callbacks_and_keeps_its_output():
+    """`icl-probe` ends with os._exit after main: what it printed (to pipes, buffered) arrives,
+    atexit callbacks still run, and the exit status is main's (2 for a user error)."""
+    import subprocess
+    import sys
+
+    code = ("import atexit, sys; from icl_probe.cli import entry; "
+            "atexit.register(lambda: print('exit callback ran', flush=True)); "
+            "sys.argv = ['icl-probe', 'aggregate']; entry()")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "--table FILE.csv --out DIR" in proc.stderr
+    assert "exit callback ran" in proc.stdout
