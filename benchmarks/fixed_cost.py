@@ -59,7 +59,10 @@ marks["metrics + bootstrap"] = acc["metrics + bootstrap"]
 marks["passes"] = probes - acc["metrics + bootstrap"]
 marks["writes"] = acc["writes"]
 marks["rest (settings, prompts, checks, hashes)"] = job - acc["load"] - probes - acc["writes"]
-print(json.dumps({"rc": rc, "t_first": t_first, "marks": marks}))
+print(json.dumps({"rc": rc, "t_first": t_first, "marks": marks}), flush=True)
+import atexit, os
+atexit._run_exitfuncs()
+os._exit(rc)  # as the icl-probe command ends (icl_probe.cli.entry)
 """
 
 

@@ -86,10 +86,8 @@ def resolve_record_json(w):
     rec = record(w)
     if not rec.get("refine"):
         return record_json(w)
-    rec = {k: v for k, v in rec.items() if k != "refine"}
-    rec["revisions"] = resolve_selection(
-        rec | {"refine": True}, REVISIONS[(w.suite, w.model)]
-    )
+    selection = resolve_selection(rec, REVISIONS[(w.suite, w.model)])
+    rec = {k: v for k, v in rec.items() if k != "refine"} | {"revisions": selection}
     return json.dumps(rec, sort_keys=True)
 
 

@@ -83,3 +83,38 @@ def test_per_prompt_means_give_the_scalars():
         per_seed = [np.mean(n) for n in v["num"]]
         np.testing.assert_allclose(per_seed, out["per_seed"][name], rtol=1e-12)
         assert np.mean(per_seed) == pytest.approx(out["scalars"][name], rel=1e-12)
+
+
+@pytest.mark.parametrize("with_prefix", [True, False])
+def test_the_batched_metric_equals_one_call_per_resample_and_the_same_intervals(with_prefix):
+    """induction_metrics over B resamples at once equals one call per resample (NaN where that
+    gives None: curves that do not fall, or fall straight from layer 0); summarise batched and
+    looped report the same intervals."""
+    rng = np.random.default_rng(5)
+    n_l, n_s = 4, 10
+    surprisal = np.array([6.0, 4.0, 2.0, 1.0])[:, None] + rng.uniform(0, 0.3, size=(n_l, n_s))  # falling
+    surprisal[:, :4] = np.array([1.0, 2.0, 3.0, 4.0])[:, None]  # rising: where they dominate, no fit
+    inputs = {"surprisal": surprisal, "final_logp": -rng.uniform(0.1, 3, n_s),
+              "final_correct": (rng.uniform(size=n_s) > 0.5).astype(float),
+              "loss_first": rng.uniform(3, 6, n_s),
+              "prefix": rng.uniform(size=(n_l - 1, 2, n_s)) if with_prefix else None}
+    idx = rng.integers(0, n_s, size=(60, n_s))
+    idx[0] = 0  # only rising curves
+    batched = induction_metrics(**{k: None if v is None else np.moveaxis(np.take(v, idx, axis=PROMPT_AXES[k]),
+                                                                         PROMPT_AXES[k], 0)
+                                   for k, v in inputs.items()})
+    n_fitted = 0
+    for b, i in enumerate(idx):
+        one = induction_metrics(**{k: None if v is None else np.take(v, i, axis=PROMPT_AXES[k])
+                                   for k, v in inputs.items()})
+        n_fitted += one["rho2_per_layer"] is not None
+        for name in SCALARS:
+            want = np.nan if one[name] is None else one[name]
+            assert batched[name][b] == pytest.approx(want, rel=1e-9, abs=1e-12, nan_ok=True), (b, name)
+    assert np.isnan(batched["rho2_per_layer"][0]) and 0 < n_fitted < len(idx)
+    seeds = [inputs, {**inputs, "surprisal": inputs["surprisal"][::-1].copy()}]
+    kw = dict(scalars=SCALARS, per_layer=("surprisal",), n_boot=120, rng_seed=3)
+    looped = summarise(induction_metrics, seeds, PROMPT_AXES, **kw)
+    fast = summarise(induction_metrics, seeds, PROMPT_AXES, batched=True, **kw)
+    for name in SCALARS:
+        assert fast["scalars"][f"{name}_ci"] == pytest.approx(looped["scalars"][f"{name}_ci"], rel=1e-9, abs=1e-12)

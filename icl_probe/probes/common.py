@@ -96,7 +96,7 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _take(arr: np.ndarray, idx: np.ndarray, axis: int | None) -> np.ndarray:
-    return arr if axis is None else np.take(arr, idx, axis=axis)
+    return arr if axis is None or arr is None else np.take(arr, idx, axis=axis)
 
 
 def _nanmean(values: np.ndarray, axis=0):
@@ -209,7 +209,8 @@ def bootstrap_indices(per_seed_inputs: Sequence[dict], prompt_axes: dict[str, in
     the draws do not depend on how the metric is evaluated."""
     sizes = []
     for inputs in per_seed_inputs:
-        lens = {np.shape(inputs[k])[a] for k, a in prompt_axes.items() if a is not None}
+        lens = {np.shape(inputs[k])[a] for k, a in prompt_axes.items()
+                if a is not None and inputs.get(k) is not None}
         if len(lens) != 1:
             raise ValueError(f"inputs disagree on the number of prompts: {sorted(lens)}")
         sizes.append(lens.pop())
@@ -228,12 +229,12 @@ def _scalar_row(res: dict, scalars: Sequence[str]) -> list[float]:
 def _resampled_values(metric_fn, inputs: dict, prompt_axes: dict[str, int | None], idx: np.ndarray,
                       scalars: Sequence[str], fixed: dict, batched: bool) -> np.ndarray:
     """``[B, len(scalars)]``: the metric on each resample ``idx[b]`` of one seed's prompts."""
-    arrays = {k: np.asarray(v) for k, v in inputs.items()}
+    arrays = {k: v if v is None else np.asarray(v) for k, v in inputs.items()}
     if not batched:
         return np.array([
             _scalar_row(metric_fn(**{k: _take(v, i, prompt_axes.get(k)) for k, v in arrays.items()}, **fixed),
                         scalars) for i in idx], dtype=np.float64).reshape(len(idx), len(scalars))
-    resampled = {k: v for k, v in arrays.items() if prompt_axes.get(k) is not None}
+    resampled = {k: v for k, v in arrays.items() if prompt_axes.get(k) is not None and v is not None}
     per_resample = sum(v.nbytes for v in resampled.values())
     chunk = max(1, int(BATCH_BYTES // max(1, per_resample)))
     out = np.empty((len(idx), len(scalars)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from icl_probe.probes.base import Pass, Probe, concat_sets, equal_lengths, split_seeds
-from icl_probe.probes.common import ols
+from icl_probe.probes.common import ols_rows
 
 SCALARS = ("total_contraction", "rho2_per_layer", "geometric_fit_r2", "monotone_improve_frac",
            "induction_acc", "induction_logp", "icl_score")
@@ -41,20 +41,27 @@ def surprisal_curve(e: np.ndarray) -> dict:
     total_contraction = min e / e_0; OLS of ln e_l on l over layers argmax .. argmin
     (inclusive) gives rho2_per_layer = exp(2 slope) and geometric_fit_r2, both None
     when argmin <= argmax + 1; monotone_improve_frac = share of l -> l+1 where e falls.
+    With curves ``e [B, L+1]`` every value is ``[B]`` (NaN where None).
     """
     e = np.asarray(e, dtype=np.float64)
-    lo, hi = int(np.argmin(e)), int(np.argmax(e))
-    rho2 = fit_r2 = None
-    if lo > hi + 1:
-        l = np.arange(hi, lo + 1, dtype=np.float64)
-        slope, _, _, r2 = ols(l, np.log(e[hi : lo + 1]))
-        rho2, fit_r2 = float(np.exp(2.0 * slope)), r2
-    return {
-        "total_contraction": float(e.min() / e[0]),
-        "rho2_per_layer": rho2,
-        "geometric_fit_r2": fit_r2,
-        "monotone_improve_frac": float(np.mean(e[1:] < e[:-1])) if e.size > 1 else np.nan,
-    }
+    lo, hi = np.argmin(e, axis=-1), np.argmax(e, axis=-1)
+    l = np.broadcast_to(np.arange(e.shape[-1], dtype=np.float64), e.shape)
+    span = (l >= hi[..., None]) & (l <= lo[..., None])
+    fitted = lo > hi + 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope, _, _, r2 = ols_rows(l, np.log(np.where(span, e, 1.0)), mask=span & fitted[..., None])
+        out = {
+            "total_contraction": e.min(axis=-1) / e[..., 0],
+            "rho2_per_layer": np.where(fitted, np.exp(2.0 * slope), np.nan),
+            "geometric_fit_r2": np.where(fitted, r2, np.nan),
+            "monotone_improve_frac": ((e[..., 1:] < e[..., :-1]).mean(axis=-1) if e.shape[-1] > 1
+                                      else np.full(e.shape[:-1], np.nan)),
+        }
+    if e.ndim == 1:
+        out = {k: float(v) for k, v in out.items()}
+        if not fitted:
+            out["rho2_per_layer"] = out["geometric_fit_r2"] = None
+    return out
 
 
 def induction_metrics(surprisal: np.ndarray, final_logp: np.ndarray, final_correct: np.ndarray,
@@ -66,17 +73,21 @@ def induction_metrics(surprisal: np.ndarray, final_logp: np.ndarray, final_corre
     mean final-layer target log-prob and argmax accuracy over query positions;
     loss_first ``[S]``: mean final-layer loss over first-block positions t = 0..m-2;
     prefix ``[L, H, S]``: mean attention from query t to t - m + 1 (or None).
+    With a leading resample axis on every input, every value gains it (``Probe.batched``).
     """
-    e = np.asarray(surprisal, dtype=np.float64).mean(axis=1)
+    e = np.asarray(surprisal, dtype=np.float64).mean(axis=-1)
     out = {"surprisal": e, **surprisal_curve(e)}
     final_logp = np.asarray(final_logp, dtype=np.float64)
     final_correct = np.asarray(final_correct, dtype=np.float64)  # float64 sums, as per_prompt's
     loss_first = np.asarray(loss_first, dtype=np.float64)
-    out["induction_acc"] = float(np.mean(final_correct))
-    out["induction_logp"] = float(final_logp.mean())
-    out["icl_score"] = float(np.mean(loss_first) - (-final_logp).mean())
+    out["induction_acc"] = np.mean(final_correct, axis=-1)
+    out["induction_logp"] = final_logp.mean(axis=-1)
+    out["icl_score"] = np.mean(loss_first, axis=-1) - (-final_logp).mean(axis=-1)
     if prefix is not None:
         out["prefix_matching"] = np.asarray(prefix, dtype=np.float64).mean(axis=-1)
+    if e.ndim == 1:
+        for k in ("induction_acc", "induction_logp", "icl_score"):
+            out[k] = float(out[k])
     return out
 
 
@@ -162,7 +173,8 @@ PROBE = Probe(
     build_prompts=build_prompts,
     passes=(Pass("induction", collect, prompts="induction", layers="all", positions="0 .. 2m-2",
                  attentions=True),),
-    metric=induction_metrics, scalars=SCALARS, per_layer=PER_LAYER, per_head=PER_HEAD, prompt_axes=PROMPT_AXES,
+    metric=induction_metrics, batched=True, scalars=SCALARS, per_layer=PER_LAYER, per_head=PER_HEAD,
+    prompt_axes=PROMPT_AXES,
     per_prompt=per_prompt,
     prompt_length=lambda s: ("probes.induction.block_len", 2 * int(s["block_len"])),
     rng_stream=2,
