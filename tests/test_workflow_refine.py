@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from icl_probe.io import read_json
-from icl_probe.minisuite.build import MODELS, branch_name, schedule
+from icl_probe.minisuite.build import MODELS, RESEARCH_MODELS, branch_name, schedule
 from icl_probe.aggregate import replay_refinement
 from icl_probe.refine import transition_bracket
 from icl_probe.stats.model import settings
@@ -135,7 +135,7 @@ def replayed(default_workflow):
     sweep's statistics."""
     results = default_workflow / "results"
     cfg = settings(read_json(results / "settings" / "stats.json"))
-    return {m: replay_refinement(results / "mini" / m, cfg, COARSE, REFINE) for m in MODELS}
+    return {m: replay_refinement(results / "mini" / m, cfg, COARSE, REFINE) for m in RESEARCH_MODELS}
 
 
 def test_on_the_dense_runs_results_refinement_needs_at_most_40_percent_of_the_checkpoints(replayed):
@@ -152,7 +152,7 @@ def test_on_the_dense_runs_results_refinement_needs_at_most_40_percent_of_the_ch
             assert steps.index(state["bracket"][1]) == steps.index(state["bracket"][0]) + 1
         used += ref["n_checkpoints"]
         dense += ref["n_dense"]
-    assert dense == sum(len(schedule(m.final_step, m.interval)) for m in MODELS.values())
+    assert dense == sum(len(schedule(m.final_step, m.interval)) for m in (MODELS[n] for n in RESEARCH_MODELS))
     assert used <= 0.4 * dense, f"{used} of {dense} checkpoints"
 
 
