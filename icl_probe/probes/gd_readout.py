@@ -34,14 +34,9 @@ def _per_prompt_log_slopes(abs_r: np.ndarray) -> np.ndarray:
 
     ``abs_r [..., L+1, P] -> [..., P]``; NaN where fewer than two layers remain.
     """
-    l = np.arange(abs_r.shape[-2], dtype=np.float64)[:, None]
-    m = abs_r >= LOG_FLOOR
-    y = np.where(m, np.log(np.where(m, abs_r, 1.0)), 0.0)
-    n, sl, sy = m.sum(-2), (l * m).sum(-2), y.sum(-2)
-    sll, sly = (l * l * m).sum(-2), (l * y).sum(-2)
-    den = n * sll - sl * sl
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where((n >= 2) & (den > 0), (n * sly - sl * sy) / den, np.nan)
+    keep = np.swapaxes(abs_r >= LOG_FLOOR, -1, -2)  # [..., P, L+1]
+    log_abs = np.log(np.where(keep, np.swapaxes(abs_r, -1, -2), 1.0))
+    return ols_rows(np.arange(abs_r.shape[-2], dtype=np.float64), log_abs, mask=keep)[0]
 
 
 def gd_metrics(y_hat: np.ndarray, y_star: np.ndarray, x_ctx: np.ndarray) -> dict:
@@ -77,8 +72,7 @@ def gd_metrics(y_hat: np.ndarray, y_star: np.ndarray, x_ctx: np.ndarray) -> dict
     depth_rho = ols_rows(rankdata_rows(layer.ravel()), rankdata_rows(pooled(-abs_r)))[2]
     keep = abs_r >= LOG_FLOOR
     log_abs = np.log(np.where(keep, abs_r, 1.0))
-    s_obs = ols_rows(np.broadcast_to(layer, abs_r.shape).reshape(lead + (-1,)), pooled(log_abs),
-                     mask=pooled(keep))[0]
+    s_obs = ols_rows(pooled(np.broadcast_to(layer, abs_r.shape)), pooled(log_abs), mask=pooled(keep))[0]
     rho_pred = 1.0 - slope
     rho_obs = np.exp(s_obs)
     with np.errstate(invalid="ignore", divide="ignore"):
