@@ -418,10 +418,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     """The ``icl-probe`` command: :func:`main`, then the exit callbacks (logging's flush among them)
-    and an immediate exit. The interpreter's own teardown of torch and transformers (every module
-    and object freed one by one) took 1.5 s of a 10 s probe job; the results are written and closed
-    by then. An exception that main does not turn into a message exits the usual way (traceback)."""
-    rc = main()
+    and an immediate exit. On a local run a warm worker (:mod:`icl_probe.warm`) runs main when one
+    is up, which saves the import of torch and transformers. The interpreter's own teardown of
+    torch and transformers (every module and object freed one by one) took 1.5 s of a 10 s probe
+    job; the results are written and closed by then. An exception that main does not turn into a
+    message exits the usual way (traceback)."""
+    from icl_probe import warm
+
+    rc = warm.run(sys.argv[1:]) if warm.enabled() else None  # a warm worker runs it, if one is up
+    if rc is None:
+        rc = main()
     sys.stdout.flush()
     sys.stderr.flush()
     atexit._run_exitfuncs()
