@@ -9,7 +9,8 @@ Each repeat starts a fresh Python process that runs the job's own entry point
 wrapped around its parts: interpreter start, imports (icl-probe, torch, transformers and the
 model's modeling module), load (tokenizer and weights), passes (the model forward passes and
 lens readouts), metrics + bootstrap (``summarise``), writes (the atomic JSON writes) and the
-rest. It also times the plain command end to end. Prints one JSON object (medians over the
+rest. It also times the plain command end to end, alone (``ICL_PROBE_WARM=0``) and through a warm
+worker (:mod:`icl_probe.warm`), and checks that both give the same results. Prints one JSON object (medians over the
 repeats, each phase's min-max) and, with ``--markdown``, the RESULTS.md section.
 """
 
@@ -86,12 +87,54 @@ def one_repeat(workdir: Path, model: str, revision: str, out: Path, module: str)
     rec = json.loads(proc.stdout.strip().splitlines()[-1])
     phases = {"interpreter start": rec["t_first"] - t0, **rec["marks"]}
     phases["process exit"] = wall - sum(phases.values())
+    cold = {**os.environ, "ICL_PROBE_WARM": "0"}
+    return {"phases": phases, "instrumented_wall": wall, "command_wall": plain(args, workdir, cold)}
+
+
+def plain(args: list[str], workdir: Path, environ: dict) -> float:
+    """Wall seconds of the plain ``icl-probe probe`` command."""
     t0 = time.perf_counter()
-    plain = subprocess.run(["icl-probe", *args], capture_output=True, text=True, cwd=workdir)
-    plain_wall = time.perf_counter() - t0
-    if plain.returncode != 0:
-        raise SystemExit(f"icl-probe probe failed:\n{plain.stderr[-3000:]}")
-    return {"phases": phases, "instrumented_wall": wall, "command_wall": plain_wall}
+    proc = subprocess.run(["icl-probe", *args], capture_output=True, text=True, cwd=workdir, env=environ)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"icl-probe probe failed:\n{proc.stderr[-3000:]}")
+    return wall
+
+
+def results(out: Path) -> dict:
+    """The result files but for their timings."""
+    return {p: {k: v for k, v in json.loads((out / f"{p}.json").read_text()).items() if k != "timing"}
+            for p in PROBES}
+
+
+def warm_walls(workdir: Path, model: str, revision: str, out: Path, repeats: int) -> list[float]:
+    """The plain command through a warm worker (icl_probe.warm) of its own: the first two commands
+    run alone (the second starts the worker), then ``repeats`` timed ones. Their results must equal
+    a cold run's."""
+    import tempfile
+
+    args = job_args(workdir, model, revision, out)
+    expected = results(out)
+    with tempfile.TemporaryDirectory() as d:
+        environ = {**os.environ, "ICL_PROBE_WARM_DIR": d}
+        environ.pop("ICL_PROBE_WARM", None)
+        plain(args, workdir, environ)
+        plain(args, workdir, environ)
+        deadline = time.time() + 120
+        while not list(Path(d).glob("*/*.sock")) and time.time() < deadline:
+            time.sleep(0.2)
+        if not list(Path(d).glob("*/*.sock")):
+            raise SystemExit("no warm worker came up")
+        walls = [plain(args, workdir, environ) for _ in range(repeats)]
+        log = next(Path(d).glob("*/*.log")).read_text()
+        if log.count(" job ") < repeats:
+            raise SystemExit(f"the worker ran {log.count(' job ')} of {repeats} commands:\n{log}")
+        if results(out) != expected:
+            raise SystemExit("warm and cold results differ")
+        for line in log.splitlines():
+            if "ready: pid" in line:
+                os.kill(int(line.split("ready: pid")[1].split()[0]), 15)
+    return walls
 
 
 def main(argv=None) -> int:
@@ -107,6 +150,7 @@ def main(argv=None) -> int:
     out = Path(os.environ.get("TMPDIR", "/tmp")) / "icl-probe-fixed-cost"
     load_start = os.getloadavg()
     runs = [one_repeat(workdir, args.model, args.revision, out, module) for _ in range(args.repeats)]
+    warm = warm_walls(workdir, args.model, args.revision, out, args.repeats)
     load_end = os.getloadavg()
     names = list(runs[0]["phases"])
     med = {n: statistics.median(r["phases"][n] for r in runs) for n in names}
@@ -116,9 +160,11 @@ def main(argv=None) -> int:
         "load_average_start": load_start, "load_average_end": load_end,
         "command_wall_s": statistics.median(r["command_wall"] for r in runs),
         "command_wall_range_s": [min(r["command_wall"] for r in runs), max(r["command_wall"] for r in runs)],
+        "command_wall_warm_s": statistics.median(warm), "command_wall_warm_range_s": [min(warm), max(warm)],
         "phases_median_s": med, "phases_range_s": span,
         "fixed_cost_s": sum(v for n, v in med.items() if n != "passes"),
     }
+    summary["fixed_cost_warm_s"] = summary["command_wall_warm_s"] - med["passes"]
     print(json.dumps(summary, indent=1))
     if args.markdown:
         print("\n| phase | median s | min-max s |\n|---|---|---|")
@@ -126,7 +172,11 @@ def main(argv=None) -> int:
             print(f"| {n} | {med[n]:.2f} | {span[n][0]:.2f}-{span[n][1]:.2f} |")
         print(f"| **everything but the passes** | **{summary['fixed_cost_s']:.2f}** | |")
         lo, hi = summary["command_wall_range_s"]
-        print(f"| `icl-probe probe` end to end (uninstrumented) | {summary['command_wall_s']:.2f} | {lo:.2f}-{hi:.2f} |")
+        print(f"| `icl-probe probe` end to end (uninstrumented, `ICL_PROBE_WARM=0`) | {summary['command_wall_s']:.2f} | {lo:.2f}-{hi:.2f} |")
+        lo, hi = summary["command_wall_warm_range_s"]
+        print(f"| `icl-probe probe` end to end, warm worker | {summary['command_wall_warm_s']:.2f} | {lo:.2f}-{hi:.2f} |")
+        print(f"| **warm: everything but the passes** (end to end minus the passes' median) | "
+              f"**{summary['fixed_cost_warm_s']:.2f}** | |")
     return 0
 
 
