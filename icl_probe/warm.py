@@ -295,6 +295,7 @@ def _accept(listener, sel, jobs, lock) -> None:
             sel.close()
             listener.close()
             lock.close()
+            conn.close()  # the worker keeps the command's connection; the child has its streams
             for other, pidfd in jobs.values():
                 other.close()
                 os.close(pidfd)
