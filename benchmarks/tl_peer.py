@@ -1,6 +1,6 @@
 """Ours versus the TransformerLens loop researchers write, per checkpoint, load included.
 
-Usage (repository root, project venv active, after ``pip install "transformer-lens==4.3.0"``):
+Usage (repository root, project venv active, after ``pip install "transformer-lens==3.9.0"``):
 
     python benchmarks/tl_peer.py --shapes 14m 70m --repeats 3 [--out benchmarks/_work/tl-peer.json]
 
@@ -47,7 +47,7 @@ import torch  # noqa: E402
 
 import run as bench  # noqa: E402
 
-PIN = "transformer-lens==4.3.0"
+PIN = "transformer-lens==3.9.0"
 SHAPES = {  # config.json of EleutherAI/pythia-14m and -70m
     "14m": dict(num_hidden_layers=6, hidden_size=128, num_attention_heads=4, intermediate_size=512),
     "70m": dict(num_hidden_layers=6, hidden_size=512, num_attention_heads=8, intermediate_size=2048),
@@ -71,17 +71,25 @@ def link_official(shape: str, snap: Path) -> str:
     return name
 
 
-def theirs_load(name: str, tok):
+def theirs_load(name: str):
     from transformer_lens import HookedTransformer
 
     step = int(bench.REVISION.removeprefix("step"))
-    return HookedTransformer.from_pretrained(name, checkpoint_value=step, tokenizer=tok, device="cpu")
+    return HookedTransformer.from_pretrained(name, checkpoint_value=step, device="cpu")  # its own tokenizer too
 
 
-def theirs_passes(model, prompts: dict, batch_size: int) -> dict:
+def theirs_passes(model, prompts: dict, batch_size: int, split: dict | None = None) -> dict:
     """The loop: run_with_cache per batch, every layer's residual stream through ln_final and
     unembed at the positions read (the final token for the GD readout, the second block's
-    positions for induction)."""
+    positions for induction). ``split``, if given, accumulates seconds in ``run_with_cache``
+    and in the lens (everything after it)."""
+    split = {} if split is None else split
+
+    def timed(key, fn, *a):
+        t = time.perf_counter()
+        out = fn(*a)
+        split[key] = split.get(key, 0.0) + time.perf_counter() - t
+        return out
     digits = prompts["gd_readout"]["digit_ids"]
     d = torch.arange(10, dtype=torch.float32)
 
@@ -96,8 +104,8 @@ def theirs_passes(model, prompts: dict, batch_size: int) -> dict:
     with torch.inference_mode():
         for i in range(0, len(gd), batch_size):
             ids = torch.tensor([p["input_ids"] for p in gd[i:i + batch_size]])
-            _, cache = model.run_with_cache(ids)
-            logits = lens(cache, -1)[:, :, 0, digits]  # [L+1, B, 10]
+            _, cache = timed("run_with_cache", model.run_with_cache, ids)
+            logits = timed("lens", lens, cache, -1)[:, :, 0, digits]  # [L+1, B, 10]
             y_hat.append(logits.softmax(-1) @ d)
     m = prompts["induction"]["block_len"]
     q = torch.arange(m, 2 * m - 1)
@@ -106,8 +114,8 @@ def theirs_passes(model, prompts: dict, batch_size: int) -> dict:
     with torch.inference_mode():
         for i in range(0, len(seqs), batch_size):
             ids = torch.tensor(seqs[i:i + batch_size])
-            _, cache = model.run_with_cache(ids)
-            logp = lens(cache, q).log_softmax(-1)  # [L+1, B, m-1, V]
+            _, cache = timed("run_with_cache", model.run_with_cache, ids)
+            logp = timed("lens", lambda: lens(cache, q).log_softmax(-1))  # [L+1, B, m-1, V]
             target = ids[:, q + 1][None, :, :, None].expand(logp.shape[0], -1, -1, 1)
             surprisal.append(-logp.gather(-1, target)[..., 0].mean(-1))
     return {"y_hat": torch.cat(y_hat, 1).double().numpy(),
@@ -134,27 +142,28 @@ def one_shape(shape: str, repeats: int, log) -> dict:
                              device="cpu", dtype="float32")
         return lm, tok
 
-    def theirs(tok):
-        model = theirs_load(name, tok)
+    def theirs():
+        model = theirs_load(name)
         return model, theirs_passes(model, prompts, bs)
 
     # the check, once, before any timing (also the warm-up of both)
     lm, tok = ours()
-    model, peer = theirs(tok)
+    model, peer = theirs()
     check = bench.compare_peer(bench.ours_gd_induction(lm, tok, prompts, settings), peer, prompts)
     log(shape, "agreement", check)
     if not check["ok"]:
         raise SystemExit(f"{shape}: TransformerLens and icl-probe disagree beyond {bench.PEER_ATOL}: {check}")
     del lm, model
-    t_ours, t_theirs, t_theirs_load = [], [], []
+    t_ours, t_theirs, t_theirs_load, splits = [], [], [], []
     for r in range(repeats):
         t = time.perf_counter()
         ours()
         t_ours.append(time.perf_counter() - t)
         t = time.perf_counter()
-        model = theirs_load(name, tok)
+        model = theirs_load(name)
         t_theirs_load.append(time.perf_counter() - t)
-        theirs_passes(model, prompts, bs)
+        splits.append({})
+        theirs_passes(model, prompts, bs, splits[-1])
         t_theirs.append(time.perf_counter() - t)
         del model
         log(shape, f"repeat {r + 1}: ours {t_ours[-1]:.2f} s, theirs {t_theirs[-1]:.2f} s "
@@ -167,6 +176,7 @@ def one_shape(shape: str, repeats: int, log) -> dict:
             "agreement": check, "ours_s": t_ours, "theirs_s": t_theirs, "theirs_load_s": t_theirs_load,
             "ours_median_s": statistics.median(t_ours), "theirs_median_s": statistics.median(t_theirs),
             "theirs_load_median_s": statistics.median(t_theirs_load),
+            "theirs_split_median_s": {k: statistics.median(x[k] for x in splits) for k in splits[0]},
             "ratio_ours_over_theirs": statistics.median(t_ours) / statistics.median(t_theirs)}
 
 
@@ -190,13 +200,14 @@ def main(argv=None) -> int:
         Path(args.out).write_text(json.dumps({"machine": info, "argv": sys.argv[1:], "rows": rows}, indent=1,
                                              default=str))
     print("| shape | params | ours: load + gd_readout + induction (s) | TransformerLens: from_pretrained + "
-          "run_with_cache + lens (s) | of which from_pretrained (s) | ours / theirs | agreement (max abs diff) |")
+          "run_with_cache + lens (s) | of which from_pretrained / run_with_cache / lens (s) | ours / theirs | agreement (max abs diff) |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         agree = max(v for k, v in r["agreement"].items() if k != "ok")
         print(f"| {r['shape']} | {r['params'] / 1e6:.1f}M | {r['ours_median_s']:.2f} [{min(r['ours_s']):.2f}-"
               f"{max(r['ours_s']):.2f}] | {r['theirs_median_s']:.2f} [{min(r['theirs_s']):.2f}-"
-              f"{max(r['theirs_s']):.2f}] | {r['theirs_load_median_s']:.2f} | {r['ratio_ours_over_theirs']:.2f} | "
+              f"{max(r['theirs_s']):.2f}] | {r['theirs_load_median_s']:.2f} / "
+              f"{r['theirs_split_median_s']['run_with_cache']:.2f} / {r['theirs_split_median_s']['lens']:.2f} | {r['ratio_ours_over_theirs']:.2f} | "
               f"{agree:.1e} |")
     return 0
 

@@ -128,9 +128,11 @@ def probe_settings(probe):
     }
     # a built-in probe's file does not name the third-party modules: adding one leaves it as it is
     external = [] if set(own) <= set(BUILTIN) else EXTERNAL
+    # how the workflow schedules jobs is not a setting of their results: changing it reruns nothing
+    runtime = {k: v for k, v in config["runtime"].items() if k != "downloads_at_once"}
     return {
         "probes": {**shared, "external": external, "enabled": [probe], **own},
-        "runtime": config["runtime"],
+        "runtime": runtime,
     }
 
 
@@ -315,6 +317,11 @@ onstart:
 
 # --- job resources that follow the checkpoint's size (Slurm: --mem, -t, --gpus) ---
 ON_GPU = str(config["runtime"]["device"]).startswith("cuda")
+# Downloads at once (fetch jobs hold fetch=1), unless --resources fetch=N was given. With the
+# probe rule's higher priority, the next checkpoint downloads while this one is probed and
+# fetched checkpoints never pile up on disk (benchmarks/sweep_overlap.py measures both).
+if "fetch" not in workflow.global_resources:
+    workflow.register_resource("fetch", config["runtime"]["downloads_at_once"])
 
 
 def weights_mb(w, input):

@@ -15,6 +15,7 @@ rule fetch:
     conda:
         "../envs/icl-probe.yaml"
     resources:
+        fetch=1,
         mem_mb=2000,
         disk_mb=fetch_disk_mb,
         runtime=fetch_runtime,

@@ -10,6 +10,8 @@ rule prompts:
         f"{RESULTS}/{{suite}}/{{model}}/prompts/{{probe}}.json",
     log:
         "logs/{suite}/{model}/prompts/{probe}.log",
+    # ready before the first download lands (see the probe rule)
+    priority: 1
     conda:
         "../envs/icl-probe.yaml"
     params:
@@ -37,6 +39,9 @@ rule probe:
         "logs/{suite}/{model}/{revision}/probe.log",
     benchmark:
         "logs/benchmarks/{suite}/{model}/{revision}/probe.tsv"
+    # before any new download (fetch: priority 0, one at a time by default): a fetched
+    # checkpoint is probed, then deleted, while the next one downloads
+    priority: 1
     conda:
         "../envs/icl-probe.yaml"
     threads: 1

@@ -14,6 +14,8 @@ rule settings:
         settings_file("{kind}"),
     log:
         "logs/settings/{kind}.log",
+    # like prompts and probe: before any download (priority 0), which then waits on disk
+    priority: 1
     params:
         settings=settings_json,
     run:

@@ -235,7 +235,7 @@ from icl_probe.config import coerce, combine_configs, full_schema  # noqa: E402
 
 def test_a_configfile_extends_config_yaml_key_by_key(default_config):
     cfg = combine_configs(default_config, [{"runtime": {"dtype": "bfloat16"}, "probes": {"induction": {"block_len": 8}}}])
-    assert cfg["runtime"] == {"device": "cpu", "dtype": "bfloat16"}
+    assert cfg["runtime"] == {"device": "cpu", "dtype": "bfloat16", "downloads_at_once": 1}
     assert cfg["probes"]["induction"] == {"block_len": 8, "n_sequences": 48}  # the sibling key stays
     assert cfg["suites"] == default_config["suites"] and cfg["probes"]["seeds"] == [42, 7, 123]
     assert validate_config(cfg)["runtime"]["dtype"] == "bfloat16"

@@ -107,3 +107,25 @@ def test_server_stops_by_itself(root):
         time.sleep(0.8)
         with pytest.raises(httpx2.TransportError):
             httpx2.get(f"{hub.endpoint}/api/models/{REPO}/refs", timeout=2)
+
+
+def test_throttled_link_is_shared_by_concurrent_downloads(root, tmp_path):
+    """bandwidth_bps paces file bodies on one clock: two downloads at once take as long as
+    their bytes at that rate together, not each alone; the bytes arrive intact."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = (_snapshot(root, "step0") / "model.safetensors").read_bytes()
+    bps = len(data) / 0.5  # one file alone: 0.5 s on the link
+    with serve_hub(root, bandwidth_bps=bps) as hub:
+        def get(rev):
+            return hf_hub_download(REPO, "model.safetensors", revision=rev, cache_dir=tmp_path / rev,
+                                   endpoint=hub.endpoint, token=False)
+
+        t = time.monotonic()
+        with ThreadPoolExecutor(2) as pool:
+            paths = list(pool.map(get, ["step0", "step8"]))
+        both = time.monotonic() - t
+    assert open(paths[0], "rb").read() == data
+    sizes = sum(len(open(p, "rb").read()) for p in paths)
+    assert both >= 0.95 * sizes / bps  # the link's rate holds for the pair
+    assert both < 10 * sizes / bps  # and the pacing does not stall

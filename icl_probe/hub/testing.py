@@ -83,7 +83,9 @@ class HubStandIn:
     retry_after_s: int = 1  # the Retry-After of an injected 429
     stall_s: float = 30.0  # how long an injected stall sends nothing
     overflow: bool = False
+    bandwidth_bps: float | None = None  # bytes/s of the whole link (file bodies), None: unthrottled
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _link_free_at: float = 0.0  # monotonic time at which the throttled link is next idle
     _hash_cache: dict = field(default_factory=dict)
 
     def inject(self, kind: str, pattern: str = "*", times: int = 1, revision: str | None = None) -> None:
@@ -92,6 +94,18 @@ class HubStandIn:
             raise ValueError(f"unknown fault {kind!r}; known: {', '.join(FAULT_KINDS)}")
         with self._lock:
             self.faults.append(Fault(kind, pattern, times, revision))
+
+    def pace(self, n: int) -> None:
+        """Block until ``n`` more bytes have had their time on the throttled link (the end of their
+        slot). The link is shared: concurrent downloads queue their chunks on one clock, so
+        together they get ``bandwidth_bps``."""
+        if not self.bandwidth_bps:
+            return
+        with self._lock:
+            now = time.monotonic()
+            end = max(now, self._link_free_at) + n / self.bandwidth_bps
+            self._link_free_at = end
+        time.sleep(max(0.0, end - now))
 
     def count(self, method: str | None = None, contains: str = "") -> int:
         """Number of logged requests with this method whose path contains ``contains``."""
@@ -177,7 +191,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         if self.command != "HEAD" and body:
-            self.wfile.write(body)
+            if self.hub.bandwidth_bps and content_type == "application/octet-stream":
+                view, chunk = memoryview(body), 1 << 18
+                for i in range(0, len(view), chunk):
+                    self.hub.pace(len(view[i:i + chunk]))
+                    self.wfile.write(view[i:i + chunk])
+            else:
+                self.wfile.write(body)
         self._log(status)
 
     def _json(self, obj, status: int = 200, headers: dict | None = None):
@@ -401,15 +421,18 @@ def serve_hub(
     tokens: set[str] | frozenset[str] = frozenset(),
     max_requests: int = 5000,
     lifetime_s: float = 600.0,
+    bandwidth_bps: float | None = None,
 ) -> Iterator[HubStandIn]:
     """Serve the Hub cache under ``root`` on ``http://127.0.0.1:<ephemeral port>`` for the block.
 
     ``gated``: repo ids that need a token from ``tokens``. Yields the :class:`HubStandIn`; pass
     ``hub.endpoint`` as ``endpoint=`` to ``HfApi`` / ``hf_hub_download`` / the ``icl_probe.hub``
     functions (huggingface_hub reads ``HF_ENDPOINT`` once, at import, so setting the variable in
-    a running process has no effect on its default endpoint).
+    a running process has no effect on its default endpoint). ``bandwidth_bps``: throttle file
+    downloads to this many bytes per second in all (a shared link, as a real uplink is).
     """
-    hub = HubStandIn(root=Path(root), gated=set(gated), tokens=set(tokens), max_requests=max_requests)
+    hub = HubStandIn(root=Path(root), gated=set(gated), tokens=set(tokens), max_requests=max_requests,
+                     bandwidth_bps=bandwidth_bps)
     handler = type("BoundHandler", (_Handler,), {"hub": hub})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
