@@ -348,6 +348,15 @@ def probe_runtime(w, input, attempt):
     return int(15 + per_gib * weights_mb(w, input) / 1024) * attempt
 
 
+def build_priority(w):
+    """Mini-suite builds before any probe job (priority 1), the longest first (training steps
+    x layers, its compute): on 2 cores the longest build then overlaps the other two."""
+    from icl_probe.minisuite.build import MODELS
+
+    m = MODELS.get(w.name)
+    return 2 + (m.final_step * m.n_layer if m else 0)
+
+
 def fetch_disk_mb(w, input):
     return int(1.1 * weights_mb(w, input)) + 512
 

@@ -9,8 +9,8 @@ rule build_minisuite:
         "logs/minisuite/{name}.log",
     benchmark:
         "logs/benchmarks/minisuite/{name}.tsv"
-    # the long poles of the default run start before any probe job
-    priority: 2
+    # the long poles of the default run: before any probe job, the longest first
+    priority: build_priority
     conda:
         "../envs/icl-probe.yaml"
     threads: 1

@@ -93,3 +93,38 @@ def test_summarise_per_prompt_values_round_trip(tmp_path):
         per_seed = np.array([n.sum() / d.sum() for n, d in zip(num, den)])
     assert np.isnan(per_seed[:2]).all() and per_seed[2] == 0.75
     assert out["scalars"]["q"] == float(np.nanmean(per_seed)) == 0.75  # NaN seeds left out, as summarise does
+
+
+def _sinks_inputs(rng):
+    return {"alpha": rng.uniform(0, 1, size=(6, 4, 23))}  # [L, H, S]: 6 layers, ceil(6/3) = 2 per end
+
+
+def _recall_inputs(rng):
+    return {"logp": -rng.exponential(size=31), "correct": rng.uniform(size=31) < 0.4}
+
+
+@pytest.mark.parametrize("name, make", [("attention_sinks", _sinks_inputs), ("associative_recall", _recall_inputs)])
+def test_batched_sink_and_recall_metrics_equal_one_call_per_resample(monkeypatch, name, make):
+    """attention_sinks and associative_recall take a leading resample axis (Probe.batched): the
+    bootstrap in chunks gives the same point values and intervals as one call per resample."""
+    from icl_probe.probes import common
+    from icl_probe.probes.registry import get
+
+    probe = get(name)
+    assert probe.batched
+    monkeypatch.setattr(common, "BATCH_BYTES", 10_000)  # several chunks, the last one short
+    rng = np.random.default_rng(11)
+    seeds = [make(rng) for _ in range(3)]
+    fixed = {"eps": 0.5} if name == "attention_sinks" else {}
+    kw = dict(scalars=probe.scalars, per_layer=probe.per_layer, n_boot=120, rng_seed=3, fixed=fixed)
+    looped = summarise(probe.metric, seeds, probe.prompt_axes, **kw)
+    fast = summarise(probe.metric, seeds, probe.prompt_axes, batched=True, **kw)
+    for s in probe.scalars:
+        assert fast["scalars"][s] == looped["scalars"][s]
+        assert fast["scalars"][f"{s}_ci"] == pytest.approx(looped["scalars"][f"{s}_ci"], rel=1e-12, abs=1e-14)
+        assert fast["scalars"][f"{s}_ci"][0] < fast["scalars"][f"{s}_ci"][1]  # a real interval, not a point
+    # the batched metric, called directly on stacked resamples, is the per-resample metric
+    one = probe.metric(**seeds[0], **fixed)
+    stacked = probe.metric(**{k: np.stack([v, v]) for k, v in seeds[0].items()}, **fixed)
+    for s in probe.scalars:
+        assert stacked[s].shape == (2,) and stacked[s][1] == pytest.approx(one[s], rel=1e-12)

@@ -17,10 +17,12 @@ def recall_metrics(logp: np.ndarray, correct: np.ndarray) -> dict:
     """ar_acc and ar_logp for one seed.
 
     logp ``[P]``: final-layer log-prob of the target value (nats); correct ``[P]``:
-    whether the target is the final-layer argmax.
+    whether the target is the final-layer argmax. With a leading resample axis ``[B, P]`` on
+    both, each value is ``[B]`` (``Probe.batched``).
     """
     logp, correct = np.asarray(logp, dtype=np.float64), np.asarray(correct, dtype=np.float64)
-    return {"ar_acc": float(np.mean(correct)), "ar_logp": float(np.mean(logp))}
+    out = {"ar_acc": np.mean(correct, axis=-1), "ar_logp": np.mean(logp, axis=-1)}
+    return {k: float(v) for k, v in out.items()} if logp.ndim == 1 else out
 
 
 def per_prompt(logp: np.ndarray, correct: np.ndarray) -> dict:
@@ -97,7 +99,7 @@ PROBE = Probe(
     build_prompts=build_prompts,
     sequences=prompt_input_ids,
     passes=(Pass("associative_recall", collect, prompts="associative_recall", layers="final", positions="last"),),
-    metric=recall_metrics, scalars=SCALARS, prompt_axes=PROMPT_AXES, per_prompt=per_prompt,
+    metric=recall_metrics, batched=True, scalars=SCALARS, prompt_axes=PROMPT_AXES, per_prompt=per_prompt,
     prompt_length=lambda s: ("probes.associative_recall.n_pairs", 2 * int(s["n_pairs"]) + 1),
     check_settings=check_settings,
     rng_stream=4,

@@ -33,17 +33,21 @@ def sink_metrics(alpha: np.ndarray, eps: float = 0.3) -> dict:
     t = 1..T-1 of the attention on position 0. Returns alpha ``[L, H]``, sink_frac
     ``[L]``, sink_rate_eps (percent of (layer, head) with alpha > eps) and
     late_early_ratio (mean sink_frac over the last ceil(L/3) layers over the first).
+    With a leading resample axis ``[B, L, H, S]`` every value gains it (``Probe.batched``).
     """
     a = np.asarray(alpha, dtype=np.float64).mean(axis=-1)
-    sink_frac = a.mean(axis=1)
-    n = math.ceil(a.shape[0] / 3)
-    early = sink_frac[:n].mean()
+    sink_frac = a.mean(axis=-1)
+    n = math.ceil(a.shape[-2] / 3)
+    early = sink_frac[..., :n].mean(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = float(sink_frac[-n:].mean() / early)
+        ratio = sink_frac[..., -n:].mean(axis=-1) / early
+    rate = 100.0 * np.mean(a > eps, axis=(-2, -1))
+    if a.ndim == 2:
+        ratio, rate = float(ratio), float(rate)
     return {
         "alpha": a,
         "sink_frac": sink_frac,
-        "sink_rate_eps": float(100.0 * np.mean(a > eps)),
+        "sink_rate_eps": rate,
         "late_early_ratio": ratio,
     }
 
@@ -118,7 +122,7 @@ PROBE = Probe(
     },
     build_prompts=build_prompts,
     passes=(Pass("attention_sinks", collect, prompts="attention_sinks", layers="none", attentions=True),),
-    metric=sink_metrics, scalars=SCALARS, per_layer=PER_LAYER, per_head=PER_HEAD, prompt_axes=PROMPT_AXES,
+    metric=sink_metrics, batched=True, scalars=SCALARS, per_layer=PER_LAYER, per_head=PER_HEAD, prompt_axes=PROMPT_AXES,
     per_prompt=per_prompt,
     fixed=lambda s: {"eps": float(s.get("eps", 0.3))},
     prompt_length=lambda s: ("probes.attention_sinks.seq_len", int(s["seq_len"])),
