@@ -103,6 +103,13 @@ def test_preset_dry_run_builds_the_whole_sweep_offline(tmp_path):
     counts = _job_counts(out)
     assert counts["probe"] == counts["fetch"] == 108 and counts["resolve"] == 9
     assert "build_minisuite" not in out
+    # the sweep's schedule (benchmarks/sweep_overlap.py): every download holds one unit of the
+    # `fetch` resource (runtime.downloads_at_once at a time) and every probe job goes before it
+    blocks = {rule: [b for b in re.split(r"\n(?=\[)", out) if re.search(rf"^(local)?rule {rule}:", b, re.M)]
+              for rule in ("fetch", "probe", "prompts")}
+    assert len(blocks["fetch"]) == len(blocks["probe"]) == 108 and blocks["prompts"]
+    assert all(re.search(r"resources: .*\bfetch=1\b", b) and "priority:" not in b for b in blocks["fetch"])
+    assert all("priority: 1" in b for b in blocks["probe"] + blocks["prompts"])
 
 
 @pytest.mark.slow
